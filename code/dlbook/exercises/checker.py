@@ -1,0 +1,416 @@
+"""Checkers that tell a student *what* is wrong, not just *that* it is wrong.
+
+A checker runs the student's function on a few cases, compares each result with a reference,
+and prints one line per case. When a result is wrong it says how: the shape (and whether it is
+the transpose), the worst entry, and whether the answer is off by a constant factor, a sign, or
+an additive constant. Each exercise can list :class:`Mistake` s, plausible wrong answers with a
+targeted hint ("you divided by the batch size twice"): if the student's output equals one of
+them, the hint is printed.
+
+On failure the checker raises ``AssertionError``, so a wrong reference solution fails the book's
+tests (nbval). When the student has not started (the function raises ``NotImplementedError``),
+that error is passed through unchanged, as nbgrader expects.
+
+Derived in: Preface, *Teaching with this book* (exercises and checkers).
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Case", "CheckReport", "CheckTimeout", "Mistake", "check", "compare"]
+
+OK, FAIL = "\u2713", "\u2717"  # check mark, ballot x
+_MISSING = object()
+
+
+@dataclass
+class Case:
+    """One input to a student's function: ``fn(*args, **kwargs)``.
+
+    ``expected`` may be given; otherwise the checker's ``reference`` computes it.
+    """
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    name: str = ""
+    expected: Any = _MISSING
+
+
+@dataclass
+class Mistake:
+    """A plausible wrong answer and the hint to show when the student's output equals it.
+
+    ``wrong`` takes the same arguments as the student's function and returns the wrong output.
+    """
+
+    name: str
+    wrong: Callable[..., Any]
+    hint: str
+
+
+class CheckTimeout(Exception):
+    """The student's function ran longer than the checker's time limit."""
+
+
+@dataclass
+class CheckReport:
+    """What a check found: one line per case and whether all passed."""
+
+    title: str
+    lines: list[str]
+    passed: bool
+    n_cases: int
+    n_failed: int
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+# ----------------------------------------------------------------------------- comparing values
+
+
+def _to_array(x: Any) -> np.ndarray | None:
+    """A NumPy view of numbers, NumPy arrays and torch tensors; None for anything else."""
+    if isinstance(x, (bool, np.bool_)):
+        return np.asarray(x)
+    if isinstance(x, (int, float, complex, np.number)):
+        return np.asarray(x)
+    if isinstance(x, np.ndarray):
+        return x
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        t = x.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.numpy()
+    return None
+
+
+def _fmt(x: Any) -> str:
+    arr = _to_array(x)
+    if arr is not None and arr.ndim > 0:
+        with np.printoptions(precision=4, suppress=True, threshold=12, edgeitems=3):
+            return np.array2string(arr, separator=", ").replace("\n", " ")
+    if arr is not None:
+        return f"{arr.item():.6g}" if np.issubdtype(arr.dtype, np.floating) else repr(arr.item())
+    text = repr(x)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def _shape_hint(got: tuple, exp: tuple) -> str:
+    if len(got) == 0:
+        return " (a single number: did you sum or average away a dimension you should keep?)"
+    if got == exp[::-1] and len(got) == 2:
+        return " (the transpose of the expected shape: is a matrix product the wrong way round?)"
+    if int(np.prod(got, dtype=np.int64)) == int(np.prod(exp, dtype=np.int64)):
+        return " (same number of entries: a reshape or transpose is off)"
+    if len(got) == len(exp) - 1 and got == tuple(exp[1:]):
+        return " (the leading batch dimension is missing: did you reduce over the batch?)"
+    if len(got) == len(exp) + 1 and got[1:] == tuple(exp):
+        return " (an extra leading dimension: did you forget to sum or average over the batch?)"
+    return ""
+
+
+def _diagnose(got: np.ndarray, exp: np.ndarray, rtol: float, atol: float) -> list[str]:
+    """Recognisable ways in which ``got`` (same shape as ``exp``) is off."""
+    hints = []
+    if not np.all(np.isfinite(got)) and np.all(np.isfinite(exp)):
+        hints.append(
+            "your output contains NaN or inf where the expected one is finite: "
+            "an overflow (exp of a large number?) or a division by zero"
+        )
+        return hints
+    g, e = got.astype(np.float64).ravel(), exp.astype(np.float64).ravel()
+    if np.allclose(g, -e, rtol=rtol, atol=atol):
+        return ["the sign is flipped"]
+    denom = float(e @ e)
+    if denom > 0:
+        c = float(g @ e) / denom
+        if (
+            abs(c) > 1e-12
+            and not np.isclose(c, 1.0)
+            and np.allclose(g, c * e, rtol=rtol * 10, atol=atol * 10)
+        ):
+            if abs(c) >= 1:
+                msg = f"off by a constant factor: your values are {c:.6g} times the expected ones"
+            else:
+                msg = (
+                    f"off by a constant factor: your values are the expected ones divided by "
+                    f"{1 / c:.6g}"
+                )
+            hints.append(msg)
+            return hints
+    d = g - e
+    if g.size > 1 and np.allclose(
+        d, d.mean(), rtol=0, atol=max(atol, rtol * float(np.abs(e).max())) * 10
+    ):
+        hints.append(f"off by the same constant {d.mean():.6g} everywhere")
+        return hints
+    if (
+        got.ndim == 2
+        and got.shape[0] == got.shape[1]
+        and np.allclose(got.T, exp, rtol=rtol, atol=atol)
+    ):
+        hints.append("your matrix is the transpose of the expected one")
+    return hints
+
+
+def compare(
+    got: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-8, path: str = "output"
+) -> tuple[bool, list[str]]:
+    """Compare a student's ``got`` with ``expected``, recursively through dicts, lists and tuples.
+
+    Numbers, NumPy arrays and torch tensors are compared with ``allclose(rtol, atol)`` after a
+    shape check; everything else with ``==``. For a dict each key gets its own line, so the
+    student sees which of several gradients is wrong.
+
+    Returns:
+        ``(ok, lines)``: whether everything matched, and human-readable lines explaining each part.
+    """
+    if isinstance(expected, Mapping):
+        if not isinstance(got, Mapping):
+            return False, [
+                f"{path}: expected a dict with keys {sorted(expected)}, got {type(got).__name__}"
+            ]
+        lines, ok = [], True
+        missing = [k for k in expected if k not in got]
+        extra = [k for k in got if k not in expected]
+        if missing:
+            ok = False
+            lines.append(f"{path}: missing key(s) {missing}")
+        if extra:
+            ok = False
+            lines.append(f"{path}: unexpected key(s) {extra}")
+        for k in expected:
+            if k in got:
+                k_ok, k_lines = compare(
+                    got[k], expected[k], rtol=rtol, atol=atol, path=f"{path}[{k!r}]"
+                )
+                ok &= k_ok
+                lines += k_lines
+        return ok, lines
+
+    if isinstance(expected, (list, tuple)) and _to_array(expected) is None:
+        if not isinstance(got, (list, tuple)):
+            return False, [
+                f"{path}: expected a {type(expected).__name__} of length {len(expected)}, "
+                f"got {type(got).__name__}"
+            ]
+        if len(got) != len(expected):
+            return False, [f"{path}: expected length {len(expected)}, got {len(got)}"]
+        lines, ok = [], True
+        for i, (g, e) in enumerate(zip(got, expected)):
+            i_ok, i_lines = compare(g, e, rtol=rtol, atol=atol, path=f"{path}[{i}]")
+            ok &= i_ok
+            lines += i_lines
+        return ok, lines
+
+    exp_arr = _to_array(expected)
+    if exp_arr is None:  # strings, None, other objects
+        if got == expected:
+            return True, [f"{path}: {OK} equal"]
+        return False, [f"{path}: expected {_fmt(expected)}, got {_fmt(got)}"]
+
+    got_arr = _to_array(got)
+    if got_arr is None:
+        return False, [
+            f"{path}: expected a number or array like {_fmt(expected)}, "
+            f"got {type(got).__name__} {_fmt(got)}"
+        ]
+    if got_arr.shape != exp_arr.shape:
+        return False, [
+            f"{path}: expected shape {exp_arr.shape}, got {got_arr.shape}"
+            + _shape_hint(got_arr.shape, exp_arr.shape)
+        ]
+    if exp_arr.dtype == np.bool_ or np.issubdtype(exp_arr.dtype, np.integer):
+        if np.array_equal(got_arr, exp_arr):
+            return True, [f"{path}: {OK} exact"]
+        wrong = int(np.sum(got_arr != exp_arr))
+        return False, [
+            f"{path}: {wrong} of {exp_arr.size} entries differ; expected {_fmt(exp_arr)}, "
+            f"got {_fmt(got_arr)}"
+        ]
+    if not (np.issubdtype(got_arr.dtype, np.number) or got_arr.dtype == np.bool_):
+        return False, [f"{path}: expected numbers, got an array of dtype {got_arr.dtype}"]
+    if np.array_equal(got_arr, exp_arr):
+        return True, [f"{path}: {OK} exact"]
+    g64, e64 = got_arr.astype(np.complex128 if np.iscomplexobj(got_arr) else np.float64), exp_arr
+    if np.allclose(g64, e64, rtol=rtol, atol=atol, equal_nan=True):
+        diff = float(np.nanmax(np.abs(g64 - e64))) if g64.size else 0.0
+        return True, [f"{path}: {OK} allclose (max |difference| {diff:.2g})"]
+    with np.errstate(invalid="ignore"):
+        absdiff = np.abs(g64 - e64)
+    absdiff = np.where(np.isnan(absdiff), np.inf, absdiff)
+    worst = np.unravel_index(int(np.argmax(absdiff)), absdiff.shape) if absdiff.ndim else ()
+    where = f" at index {tuple(int(i) for i in worst)}" if absdiff.ndim else ""
+    line = (
+        f"{path}: max |difference| {float(absdiff.max()):.4g}{where} (expected "
+        f"{_fmt(exp_arr[worst] if absdiff.ndim else exp_arr)}, got "
+        f"{_fmt(got_arr[worst] if absdiff.ndim else got_arr)})"
+    )
+    lines = [line]
+    if exp_arr.size > 1:
+        lines.append(f"    expected {_fmt(exp_arr)}")
+        lines.append(f"    got      {_fmt(got_arr)}")
+    lines += [f"    hint: {h}" for h in _diagnose(got_arr, exp_arr, rtol, atol)]
+    return False, lines
+
+
+# ----------------------------------------------------------------------------- running safely
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise :class:`CheckTimeout` after ``seconds`` (Unix main thread only; else no limit)."""
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CheckTimeout(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _where_in_student_code(err: BaseException) -> str:
+    """The last traceback frame outside dlbook, e.g. ``line 7, in mse: return x.sum()``."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if "dlbook" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    code = f" `{f.line.strip()}`" if f.line else ""
+    return f" (line {f.lineno}, in {f.name}:{code})"
+
+
+def _call(fn: Callable[..., Any], case: Case) -> Any:
+    return fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+
+
+def check(
+    fn: Callable[..., Any],
+    cases: Sequence[Case],
+    *,
+    reference: Callable[..., Any] | None = None,
+    mistakes: Sequence[Mistake] = (),
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    timeout_s: float | None = 10.0,
+    title: str | None = None,
+    quiet: bool = False,
+) -> CheckReport:
+    """Run ``fn`` on each case, compare with the reference, print specific feedback.
+
+    Args:
+        fn: the student's function.
+        cases: inputs (and optionally expected outputs). Inputs are deep-copied for every call,
+            so a function that modifies its arguments cannot spoil the next comparison.
+        reference: computes the expected output of a case that does not give one.
+        mistakes: known wrong answers; when the output equals one, its hint is printed.
+        rtol, atol: tolerances of ``numpy.allclose``.
+        timeout_s: time limit per case (None: no limit).
+        title: what is being checked (default: the function's name).
+        quiet: do not print (the report is still returned or raised).
+
+    Returns:
+        A :class:`CheckReport` when every case passes.
+
+    Raises:
+        AssertionError: a case failed; the message repeats the feedback.
+        NotImplementedError: ``fn`` raised it (the exercise has not been attempted yet).
+    """
+    if not callable(fn):
+        raise ValueError(f"check expects a function, got {type(fn).__name__}")
+    if not cases:
+        raise ValueError("check needs at least one case")
+    title = title or getattr(fn, "__name__", "your function")
+    lines = [f"Checking {title}:"]
+    n_failed = 0
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        if not quiet:
+            print(line)
+
+    if not quiet:
+        print(lines[0])
+    for i, case in enumerate(cases, 1):
+        label = f"case {i}" + (f" ({case.name})" if case.name else "")
+        if case.expected is not _MISSING:
+            expected = case.expected
+        elif reference is not None:
+            expected = _call(reference, case)
+        else:
+            raise ValueError(f"{label} has no expected value and check was given no reference")
+        start = time.perf_counter()
+        try:
+            with _time_limit(timeout_s):
+                got = _call(fn, case)
+        except NotImplementedError:
+            emit(
+                f"  {FAIL} {label}: not implemented yet: replace `raise NotImplementedError` "
+                "with your code."
+            )
+            raise
+        except CheckTimeout as err:
+            n_failed += 1
+            emit(
+                f"  {FAIL} {label}: {err}; look for a loop that never ends, or work that grows "
+                "too fast with the input size."
+            )
+            continue
+        except Exception as err:  # the student's code raised: say what and where
+            n_failed += 1
+            emit(
+                f"  {FAIL} {label}: raised {type(err).__name__}: {err}{_where_in_student_code(err)}"
+            )
+            continue
+        elapsed = time.perf_counter() - start
+        ok, detail = compare(got, expected, rtol=rtol, atol=atol)
+        if ok:
+            emit(f"  {OK} {label}" + (f" ({elapsed:.2g} s)" if elapsed > 1 else ""))
+            if len(detail) > 1:  # per-key report for dicts and sequences
+                for d in detail:
+                    emit(f"      {d}")
+            continue
+        n_failed += 1
+        emit(f"  {FAIL} {label}:")
+        for d in detail:
+            emit(f"      {d}")
+        for m in mistakes:
+            try:
+                wrong = _call(m.wrong, case)
+            except Exception:
+                continue
+            if compare(got, wrong, rtol=rtol, atol=atol)[0]:
+                emit(f"      known mistake, {m.name}: {m.hint}")
+                break
+    n = len(cases)
+    if n_failed:
+        emit(f"{n_failed} of {n} cases failed.")
+        err = AssertionError(f"{title}: {n_failed} of {n} cases failed\n" + "\n".join(lines[1:]))
+        err.report = CheckReport(title, lines, False, n, n_failed)  # type: ignore[attr-defined]
+        raise err
+    emit(f"All {n} cases pass. Well done.")
+    return CheckReport(title, lines, True, n, 0)

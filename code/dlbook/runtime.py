@@ -1,0 +1,169 @@
+"""Where the code runs and how much work it may do: device, seeds and the run budget.
+
+Every notebook starts with :func:`setup`, which seeds every random number generator, picks the
+fastest device present and reports the run budget. The budget lets one notebook serve two kinds
+of reader: ``"small"`` settings finish within a few minutes on a laptop CPU (and in the book's
+CI), ``"full"`` settings reproduce the published numbers on a CUDA GPU.
+
+Derived in: Preface, *How to run the notebooks*.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "BUDGETS",
+    "BUDGET_ENV",
+    "DEVICE_ENV",
+    "Runtime",
+    "budget",
+    "by_budget",
+    "device",
+    "seed_everything",
+    "setup",
+]
+
+BUDGETS = ("small", "full")
+BUDGET_ENV = "DLBOOK_BUDGET"
+DEVICE_ENV = "DLBOOK_DEVICE"
+
+T = TypeVar("T")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def device() -> torch.device:
+    """The device the book's code runs on: CUDA if present, then Apple's MPS, then the CPU.
+
+    The environment variable ``DLBOOK_DEVICE`` (e.g. ``cpu`` or ``cuda:1``) overrides the choice;
+    asking for a device that is not there raises ``ValueError``.
+
+    Returns:
+        A ``torch.device``.
+    """
+    wanted = os.environ.get(DEVICE_ENV, "").strip()
+    if wanted:
+        try:
+            dev = torch.device(wanted)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{DEVICE_ENV}={wanted!r} is not a device name; expected e.g. 'cpu', 'cuda', "
+                "'cuda:0' or 'mps'"
+            ) from err
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{DEVICE_ENV}={wanted!r} asks for CUDA, but no CUDA GPU is present")
+        if dev.type == "mps" and not _mps_available():
+            raise ValueError(f"{DEVICE_ENV}={wanted!r} asks for MPS, but MPS is not available")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> int:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every GPU).
+
+    Same seed, same device, same numbers: on the CPU this is enough. On a GPU some kernels
+    (atomics in backward passes) are nondeterministic; ``deterministic=True`` asks torch for
+    deterministic algorithms where they exist, at some cost in speed.
+
+    Args:
+        seed: a non-negative integer below 2**32.
+        deterministic: also switch torch to deterministic algorithms.
+
+    Returns:
+        The seed, for logging.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA device
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return seed
+
+
+def budget() -> str:
+    """The run budget: ``"full"`` on a CUDA GPU, ``"small"`` otherwise.
+
+    Set the environment variable ``DLBOOK_BUDGET`` to ``small`` or ``full`` to override it, e.g.
+    ``DLBOOK_BUDGET=small`` to try a notebook quickly on a GPU, or ``full`` to run the published
+    settings on a CPU (slowly). Apple's MPS counts as ``small``: the full settings are sized for a
+    data-centre GPU.
+    """
+    wanted = os.environ.get(BUDGET_ENV, "").strip().lower()
+    if wanted:
+        if wanted not in BUDGETS:
+            raise ValueError(f"{BUDGET_ENV} must be one of {BUDGETS}, got {wanted!r}")
+        return wanted
+    return "full" if device().type == "cuda" else "small"
+
+
+def by_budget(small: T, full: T) -> T:
+    """Pick one of two settings by the run budget: ``by_budget(small=500, full=5000)``."""
+    return full if budget() == "full" else small
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What :func:`setup` chose. ``device`` is a ``torch.device``; ``budget`` is a string."""
+
+    seed: int
+    device: torch.device
+    budget: str
+
+    def __str__(self) -> str:
+        name = self.device.type
+        if self.device.type == "cuda":
+            name = f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return (
+            f"dlbook {_version()} | torch {torch.__version__} | device: {name} | "
+            f"budget: {self.budget} | seed: {self.seed}"
+        )
+
+
+def _version() -> str:
+    from dlbook import __version__
+
+    return __version__
+
+
+def setup(seed: int = 0, *, deterministic: bool = False, quiet: bool = False) -> Runtime:
+    """Seed everything, pick the device and the budget, set the book's figure style.
+
+    The first code cell of every notebook calls this.
+
+    Args:
+        seed: passed to :func:`seed_everything`.
+        deterministic: passed to :func:`seed_everything`.
+        quiet: do not print the one-line summary.
+
+    Returns:
+        A :class:`Runtime` with the seed, device and budget.
+    """
+    from dlbook import plot
+
+    seed_everything(seed, deterministic=deterministic)
+    rt = Runtime(seed=seed, device=device(), budget=budget())
+    plot.use_book_style()
+    if not quiet:
+        print(rt)
+    return rt

@@ -1,0 +1,270 @@
+"""dlbook.exercises: checkers give specific feedback; student notebooks hold no solutions."""
+
+from __future__ import annotations
+
+import time
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from dlbook.exercises import Case, Mistake, check, compare
+from dlbook.exercises import make_student as ms
+from dlbook.exercises.demo import check_mse, check_mse_grad
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_accepts_close_values_of_every_kind():
+    assert compare(1.0, 1.0 + 1e-9)[0]
+    assert compare(np.ones(3), torch.ones(3, dtype=torch.float64))[0]
+    assert compare({"a": np.zeros(2), "b": [1, 2]}, {"a": np.zeros(2), "b": [1, 2]})[0]
+    assert compare("text", "text")[0]
+
+
+def test_compare_names_the_shape_problem():
+    ok, lines = compare(np.zeros((4, 3)), np.zeros((3, 4)))
+    assert not ok and "expected shape (3, 4), got (4, 3)" in lines[0] and "transpose" in lines[0]
+    ok, lines = compare(np.float64(2.0), np.zeros(5))
+    assert not ok and "single number" in lines[0]
+    ok, lines = compare(np.zeros((8, 5)), np.zeros(5))
+    assert not ok and "extra leading dimension" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("transform", "phrase"),
+    [
+        (lambda e: -e, "sign is flipped"),
+        (lambda e: 8 * e, "8 times the expected"),
+        (lambda e: e / 32, "divided by 32"),
+        (lambda e: e + 0.5, "same constant 0.5"),
+        (lambda e: np.where(e > 0, np.nan, e), "NaN or inf"),
+    ],
+)
+def test_compare_diagnoses_common_slips(transform, phrase):
+    e = np.random.default_rng(0).normal(size=(4, 4))
+    ok, lines = compare(transform(e), e)
+    assert not ok
+    assert phrase in "\n".join(lines)
+
+
+def test_compare_reports_each_key_of_a_dict():
+    exp = {"dW": np.ones((2, 2)), "db": np.ones(2)}
+    ok, lines = compare({"dW": np.ones((2, 2)), "db": 3 * np.ones(2)}, exp)
+    text = "\n".join(lines)
+    assert not ok
+    assert "output['dW']: \u2713" in text
+    assert "output['db']: max |difference| 2" in text and "3 times" in text
+    ok, lines = compare({"dW": np.ones((2, 2))}, exp)
+    assert not ok and "missing key(s) ['db']" in lines[0]
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def _cases():
+    rng = np.random.default_rng(3)
+    return [Case(args=(rng.normal(size=(4, 3)),), name=f"case {i}") for i in range(3)]
+
+
+def test_check_passes_a_right_answer_and_prints_it(capsys):
+    report = check(lambda x: x.sum(axis=0), _cases(), reference=lambda x: x.sum(axis=0))
+    assert report.passed and report.n_cases == 3
+    assert "All 3 cases pass" in capsys.readouterr().out
+
+
+def test_check_names_a_known_mistake_and_raises():
+    mistakes = [Mistake("summed over rows", lambda x: x.sum(axis=1), "sum over axis 0, the batch")]
+    with pytest.raises(AssertionError) as err:
+        check(
+            lambda x: x.sum(axis=1),
+            _cases(),
+            reference=lambda x: x.sum(axis=0),
+            mistakes=mistakes,
+            quiet=True,
+        )
+    msg = str(err.value)
+    assert "3 of 3 cases failed" in msg
+    assert "expected shape (3,), got (4,)" in msg
+    assert "known mistake, summed over rows: sum over axis 0, the batch" in msg
+    assert err.value.report.n_failed == 3
+
+
+def test_check_reports_exceptions_with_the_students_line():
+    def broken(x):
+        return x @ x  # (4, 3) @ (4, 3): shapes do not align
+
+    with pytest.raises(AssertionError) as err:
+        check(broken, _cases(), reference=lambda x: x, quiet=True)
+    msg = str(err.value)
+    assert "raised ValueError" in msg and "return x @ x" in msg
+
+
+def test_check_passes_not_implemented_through(capsys):
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        check(stub, _cases(), reference=lambda x: x)
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_check_stops_a_function_that_runs_forever():
+    def forever(x):
+        while True:
+            time.sleep(0.01)
+
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match=r"still running after 0\.2 s"):
+        check(forever, _cases()[:1], reference=lambda x: x, timeout_s=0.2, quiet=True)
+    assert time.monotonic() - start < 5
+
+
+def test_check_protects_inputs_from_mutation():
+    def mutating(x):
+        x *= 0  # spoils its argument in place
+        return x
+
+    with pytest.raises(AssertionError):
+        check(mutating, _cases(), reference=lambda x: x, quiet=True)
+    # the reference still saw the original inputs: a correct function passes afterwards
+    check(lambda x: x, _cases(), reference=lambda x: x, quiet=True)
+
+
+def test_check_validates_its_own_arguments():
+    with pytest.raises(ValueError, match="expects a function"):
+        check(3, _cases(), reference=lambda x: x)
+    with pytest.raises(ValueError, match="at least one case"):
+        check(lambda x: x, [], reference=lambda x: x)
+    with pytest.raises(ValueError, match="no expected value"):
+        check(lambda x: x, _cases())
+
+
+# ----------------------------------------------------------------------------- the demo checkers
+
+
+def test_demo_checkers_accept_right_answers():
+    check_mse(
+        lambda p, y: float(np.mean((p - y) ** 2)),
+    )
+    check_mse_grad(lambda p, y: 2 * (p - y) / p.size)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda p, y: float(((p - y) ** 2).sum()), "a sum instead of a mean"),
+        (lambda p, y: float(np.abs(p - y).mean()), "no square"),
+        (lambda p, y: float(np.sqrt(((p - y) ** 2).mean())), "a square root"),
+        (lambda p, y: float((p - y).mean() ** 2), "squared mean error"),
+    ],
+)
+def test_mse_checker_rejects_plausible_wrong_answers_by_name(wrong, phrase):
+    with pytest.raises(AssertionError, match=phrase):
+        check_mse(wrong)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda p, y: (p - y) / p.size, "no factor 2"),
+        (lambda p, y: 2 * (p - y), "no division by the number of entries"),
+        (lambda p, y: 2 * (y - p) / p.size, "the wrong sign"),
+        (lambda p, y: 2 * (p - y) / p.shape[0], "divided by the number of rows only"),
+    ],
+)
+def test_mse_grad_checker_rejects_plausible_wrong_answers_by_name(wrong, phrase):
+    with pytest.raises(AssertionError, match=phrase):
+        check_mse_grad(wrong)
+
+
+# ----------------------------------------------------------------------------- make_student
+
+
+def _instructor_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import numpy as np"),
+        nbformat.v4.new_code_cell(
+            "def f(x):\n"
+            '    """Docstring stays."""\n'
+            "    ### BEGIN SOLUTION\n"
+            "    secret_intermediate = np.tanh(x)\n"
+            "    return secret_intermediate * 3\n"
+            "    ### END SOLUTION",
+            outputs=[nbformat.v4.new_output("stream", text="old output")],
+            execution_count=4,
+        ),
+        nbformat.v4.new_code_cell(
+            "assert f(0) == 0\n### BEGIN HIDDEN TESTS\nassert f(1) == 3 * np.tanh(1)\n"
+            "### END HIDDEN TESTS"
+        ),
+        nbformat.v4.new_markdown_cell(
+            "Explain why.\n\n### BEGIN SOLUTION\nBecause the derivative vanishes there.\n"
+            "### END SOLUTION"
+        ),
+        nbformat.v4.new_markdown_cell(
+            "Grading:\n=== BEGIN MARK SCHEME ===\nGive two points for mentioning saturation.\n"
+            "=== END MARK SCHEME ===\nEnd."
+        ),
+        nbformat.v4.new_markdown_cell(
+            "A worked answer with saturation explained at length.", metadata={"tags": ["solution"]}
+        ),
+    ]
+    return nb
+
+
+def test_student_notebook_replaces_every_kind_of_solution():
+    nb = _instructor_notebook()
+    student = ms.student_notebook(nb)
+    code = student.cells[1].source
+    assert code == (
+        'def f(x):\n    """Docstring stays."""\n    # YOUR CODE HERE\n'
+        "    raise NotImplementedError()"
+    )
+    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
+    assert student.cells[2].source == "assert f(0) == 0"
+    assert student.cells[3].source == "Explain why.\n\nYOUR ANSWER HERE"
+    assert student.cells[4].source == "Grading:\nEnd."
+    assert len(student.cells) == 5  # the tagged worked answer is gone
+    text = "\n".join(c.source for c in student.cells)
+    for line in ms.solution_lines(nb, min_length=1):
+        assert line not in text
+    assert not any(m in text for m in ms.MARKERS)
+    assert nb.cells[1].outputs  # the instructor notebook itself is untouched
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without a matching"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+    ],
+)
+def test_unbalanced_markers_are_errors(source, message):
+    with pytest.raises(ValueError, match=message):
+        ms.student_source(source, "code")
+
+
+def test_make_student_cli_mirrors_the_folder_and_skips_notebooks_without_solutions(tmp_path):
+    src = tmp_path / "src"
+    (src / "ch1").mkdir(parents=True)
+    nbformat.write(_instructor_notebook(), src / "ch1" / "exercises.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), src / "ch1" / "plain.ipynb")
+    assert ms.main([str(src), str(tmp_path / "out")]) == 0
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.ipynb"))
+    assert [str(p) for p in written] == ["ch1/exercises.ipynb"]
+    student = nbformat.read(tmp_path / "out" / "ch1" / "exercises.ipynb", as_version=4)
+    assert "secret_intermediate" not in nbformat.writes(student)
+    assert ms.main([str(src), str(src)]) == 2  # refuses to overwrite the instructor notebooks
+
+
+def test_annotate_adds_nbgrader_metadata(tmp_path):
+    nb = _instructor_notebook()
+    assert ms.annotate_nbgrader(nb, prefix="ex") == 3  # code, markdown solution, mark scheme
+    meta = nb.cells[1].metadata["nbgrader"]
+    assert meta["solution"] is True and meta["schema_version"] == 3 and meta["grade_id"]
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(set(ids)) == len(ids)

@@ -1,0 +1,121 @@
+"""dlbook.train, dlbook.plot and dlbook.widgets."""
+
+from __future__ import annotations
+
+import ipywidgets
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from dlbook import plot
+from dlbook.train import History, train_loop
+from dlbook.widgets import interactive_figure
+
+matplotlib.use("Agg")
+
+
+def test_train_loop_trains_records_and_evaluates():
+    torch.manual_seed(0)
+    w = torch.zeros(3, requires_grad=True)
+    target = torch.tensor([1.0, -2.0, 0.5])
+    opt = torch.optim.SGD([w], lr=0.1)
+    eval_steps = []
+
+    def step(i):
+        opt.zero_grad()
+        loss = ((w - target) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def evaluate(i):
+        eval_steps.append(i)
+        return {"val": ((w - target) ** 2).sum()}
+
+    h = train_loop(step, 50, eval_fn=evaluate, eval_every=20, live_plot=False)
+    assert eval_steps == [0, 20, 40, 50]
+    assert len(h["train"]) == 50 and h.steps("val").tolist() == [0, 20, 40, 50]
+    assert h.last("val") < 1e-6 < h.values("val")[0]
+    assert h.min("train") <= h.values("train")[0]
+
+
+def test_train_loop_resumes_into_an_existing_history():
+    h = History()
+    train_loop(lambda i: {"loss": float(i)}, 10, live_plot=False, history=h)
+    train_loop(lambda i: {"loss": float(i)}, 15, start_step=10, live_plot=False, history=h)
+    assert h.steps("loss").tolist() == list(range(15))
+
+
+def test_train_loop_live_plot_outside_ipython_returns_quietly():
+    h = train_loop(lambda i: 1.0 / (i + 1), 5, live_plot=True, refresh_s=0.0)
+    fig = h.plot(title="t")
+    ax = fig.axes[0]
+    assert ax.get_title() == "t" and ax.get_xlabel() == "step" and ax.get_ylabel() == "loss"
+
+
+def test_train_loop_validates():
+    with pytest.raises(ValueError, match="start_step"):
+        train_loop(lambda i: 0.0, 3, start_step=5)
+    with pytest.raises(ValueError, match="eval_every"):
+        train_loop(lambda i: 0.0, 3, eval_every=0)
+    with pytest.raises(KeyError, match="no metric 'val'"):
+        History()["val"]
+
+
+def test_label_adds_a_legend_only_for_several_lines():
+    plot.use_book_style()
+    _, ax = plot.subplots()
+    ax.plot([0, 1], label="a")
+    plot.label(ax, "one", "x", "y")
+    assert ax.get_legend() is None
+    ax.plot([1, 0], label="b")
+    plot.label(ax, "two", "x", "y")
+    assert ax.get_legend() is not None and ax.get_title() == "two"
+
+
+def test_heatmap_and_image_grid():
+    _, ax = plot.subplots()
+    plot.heatmap(
+        ax,
+        np.eye(3),
+        title="I",
+        xlabel="key",
+        ylabel="query",
+        annotate=True,
+        xticklabels="abc",
+        yticklabels="abc",
+    )
+    assert ax.get_xlabel() == "key" and len(ax.texts) == 9
+    with pytest.raises(ValueError, match="2-D array"):
+        plot.heatmap(ax, np.zeros(3), title="", xlabel="", ylabel="")
+    g = plot.image_grid(np.zeros((5, 8, 8)), title="digits", labels=list("01234"))
+    assert isinstance(g, Figure) and g.get_suptitle() == "digits"
+    with pytest.raises(ValueError, match="labels"):
+        plot.image_grid(np.zeros((5, 8, 8)), title="", labels=["0"])
+
+
+def test_interactive_figure_draws_defaults_then_redraws_on_change():
+    calls = []
+
+    def draw(temperature):
+        calls.append(temperature)
+        fig = Figure()
+        fig.add_subplot().plot([0, 1], [0, temperature])
+        return fig
+
+    slider = ipywidgets.FloatSlider(value=1.0, min=0.1, max=5.0)
+    fig = interactive_figure(draw, temperature=slider)
+    assert calls == [1.0] and fig.calls == 1
+    slider.value = 2.5
+    assert calls == [1.0, 2.5] and fig.values() == {"temperature": 2.5}
+
+
+def test_interactive_figure_validates():
+    with pytest.raises(ValueError, match="at least one control"):
+        interactive_figure(lambda: Figure())
+    with pytest.raises(ValueError, match="must be an ipywidgets widget"):
+        interactive_figure(lambda t: Figure(), t=3)
+    with pytest.raises(ValueError, match="must return a matplotlib Figure"):
+        interactive_figure(lambda t: None, t=ipywidgets.IntSlider(value=1))
