@@ -119,3 +119,30 @@ def test_interactive_figure_validates():
         interactive_figure(lambda t: Figure(), t=3)
     with pytest.raises(ValueError, match="must return a matplotlib Figure"):
         interactive_figure(lambda t: None, t=ipywidgets.IntSlider(value=1))
+
+
+def test_controls_describe_themselves_for_the_static_book():
+    from dlbook.widgets import _Controls
+
+    controls = {
+        "temperature": ipywidgets.FloatLogSlider(value=1.0, min=-1, max=1),
+        "activation": ipywidgets.Dropdown(options=["relu", "tanh"], value="tanh"),
+    }
+    bundle = _Controls(ipywidgets.VBox(list(controls.values())), controls, True)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live kernels get the widgets
+    html = bundle["text/html"]
+    assert "temperature: FloatLogSlider from 0.1 to 10 (default 1)" in html
+    assert "activation: Dropdown one of relu, tanh (default tanh)" in html
+
+
+def test_progress_outside_a_notebook_is_plain_tqdm():
+    from tqdm.std import tqdm as std_tqdm
+
+    from dlbook.train import progress
+
+    bar = progress(range(3), desc="x", disable=True)
+    assert isinstance(bar, std_tqdm) and list(bar) == [0, 1, 2]
+
+
+def test_enable_inline_is_a_no_op_outside_a_kernel():
+    assert plot.enable_inline() is False

@@ -17,10 +17,36 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "heatmap", "image_grid", "label", "subplots", "use_book_style"]
+__all__ = [
+    "COLORS",
+    "enable_inline",
+    "heatmap",
+    "image_grid",
+    "label",
+    "subplots",
+    "use_book_style",
+]
 
 # Okabe and Ito's palette: distinguishable with the common colour-vision deficiencies.
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def enable_inline() -> bool:
+    """In a Jupyter or Colab kernel, make figures display as images (``%matplotlib inline``).
+
+    Figures that ``dlbook`` displays itself (live loss plots, interactive figures) are plain
+    ``Figure`` objects; IPython shows them as images only once the inline backend's formatters are
+    registered. Returns whether a kernel was found. Does nothing in a plain Python script.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    shell.run_line_magic("matplotlib", "inline")
+    return True
 
 
 def use_book_style() -> None:

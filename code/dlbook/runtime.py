@@ -163,6 +163,7 @@ def setup(seed: int = 0, *, deterministic: bool = False, quiet: bool = False) ->
 
     seed_everything(seed, deterministic=deterministic)
     rt = Runtime(seed=seed, device=device(), budget=budget())
+    plot.enable_inline()
     plot.use_book_style()
     if not quiet:
         print(rt)

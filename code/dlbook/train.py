@@ -7,6 +7,11 @@ metrics, calls ``eval_fn(step)`` every ``eval_every`` steps, records everything 
 handle, so it works the same in Jupyter, in Colab and when a notebook is executed headless (the
 book build, nbval): the last drawing is what stays in the output.
 
+The progress bar is ``tqdm.auto``'s: a widget in Jupyter and Colab, text in a terminal. In a
+notebook, :func:`progress` also gives the output a plain-text version that is brought up to date
+when the loop ends, so the built HTML book (which runs no widget JavaScript) shows the final bar,
+e.g. ``training: 100%|##########| 3000/3000 [02:10<00:00, 23.0it/s, train=1.92]``.
+
 Derived in: Preface, *How to run the notebooks* (training loops).
 """
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["History", "LivePlot", "train_loop"]
+__all__ = ["History", "LivePlot", "progress", "train_loop"]
 
 Metrics = Mapping[str, float]
 
@@ -133,6 +138,9 @@ class LivePlot:
             return None
         if get_ipython() is None:
             return None
+        from dlbook.plot import enable_inline
+
+        enable_inline()
         return display(self.fig, display_id=True)
 
     def update(self, *, force: bool = False) -> None:
@@ -151,6 +159,51 @@ class LivePlot:
         """Draw the final state and return the figure."""
         self.update(force=True)
         return self.fig
+
+
+class _Bundle:
+    """A display object with the widget view for live kernels and text for the static book."""
+
+    def __init__(self, widget: object, text: str) -> None:
+        self.widget, self.text = widget, text
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = self.text
+        return bundle
+
+
+def progress(iterable=None, **kwargs):
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, whose final state also reads in the HTML book.
+
+    Use it exactly like tqdm: ``for step in progress(range(n), desc="training"): ...``.
+    """
+    from tqdm.auto import tqdm as auto_tqdm
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    if not issubclass(auto_tqdm, notebook_tqdm):
+        return auto_tqdm(iterable, **kwargs)
+
+    class NotebookProgress(auto_tqdm):
+        def __init__(self, *args, **kw):
+            kw["display"] = False
+            kw["delay"] = 0
+            super().__init__(*args, **kw)
+            from IPython.display import display
+
+            self._handle = None
+            if not self.disable:
+                self._handle = display(_Bundle(self.container, str(self)), display_id=True)
+
+        def close(self):
+            if self.disable or getattr(self, "_closed_once", False):
+                return super().close()
+            self._closed_once = True
+            super().close()
+            if self._handle is not None:
+                self._handle.update(_Bundle(self.container, str(self)))
+
+    return NotebookProgress(iterable, **kwargs)
 
 
 def train_loop(
@@ -188,8 +241,6 @@ def train_loop(
     Returns:
         The :class:`History`; ``history.last("val")`` is the final evaluation.
     """
-    from tqdm.auto import tqdm
-
     if steps < start_step:
         raise ValueError(f"steps ({steps}) must be >= start_step ({start_step})")
     if eval_every < 1 or log_every < 1:
@@ -211,9 +262,7 @@ def train_loop(
     postfix: dict[str, float] = {}
     if eval_fn is not None:
         postfix.update(evaluate(start_step))
-    bar = tqdm(
-        range(start_step, steps), desc=desc, initial=0, total=steps - start_step, mininterval=0.5
-    )
+    bar = progress(range(start_step, steps), desc=desc, total=steps - start_step, mininterval=0.5)
     last_eval = start_step
     for step in bar:
         out = step_fn(step)

@@ -1,10 +1,12 @@
 """Interactive figures that also read well in the static HTML book.
 
-In the built book a widget's controls are shown but its Python callback cannot run. So every
-demo is a pure function ``plot(**params) -> Figure``: :func:`interactive_figure` draws it once at
-the controls' default values, as an ordinary figure output (what the HTML book shows), and then
-shows ipywidgets controls whose changes redraw that same output in place, for readers in Jupyter
-or Colab.
+In the built book a widget's Python callback cannot run. So every demo is a pure function
+``plot(**params) -> Figure``: :func:`interactive_figure` draws it once at the controls' default
+values, as an ordinary figure output (what the HTML book shows), and then shows ipywidgets
+controls whose changes redraw that same output in place, for readers in Jupyter or Colab. The
+controls' output also carries an HTML description of each control (name, range, default), which
+is what the static book shows in their place: it loads no widget JavaScript, so it reads the same
+offline.
 
 Derived in: Preface, *How to read this book* (interactive figures).
 """
@@ -21,6 +23,46 @@ __all__ = ["InteractiveFigure", "interactive_figure"]
 NOTE = (
     "Move the controls in Jupyter or Colab to redraw the figure; the HTML book shows the defaults."
 )
+
+
+def _describe(name: str, w: Any) -> str:
+    """One control in words: ``temperature: FloatLogSlider from 0.1 to 10 (default 1)``."""
+    kind = type(w).__name__
+    parts = [f"{name}: {kind}"]
+    if getattr(w, "options", None):
+        labels = [str(o[0] if isinstance(o, tuple) else o) for o in w.options]
+        parts.append("one of " + ", ".join(labels))
+    elif hasattr(w, "min") and hasattr(w, "max"):
+        lo, hi = w.min, w.max
+        if kind.endswith("LogSlider"):
+            lo, hi = w.base**lo, w.base**hi
+        parts.append(f"from {lo:g} to {hi:g}")
+    value = w.value
+    shown = (
+        f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    )
+    parts.append(f"(default {shown})")
+    return " ".join(parts)
+
+
+class _Controls:
+    """Display object: live ipywidgets in a kernel, a description of them in the static book."""
+
+    def __init__(self, box: Any, controls: dict[str, Any], note: bool) -> None:
+        self.box, self.controls, self.note = box, controls, note
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        import html
+
+        lines = [_describe(n, w) for n, w in self.controls.items()]
+        note = f"<br><em>{html.escape(NOTE)}</em>" if self.note else ""
+        items = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in lines)
+        bundle = dict(self.box._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = "Controls:\n" + "\n".join(lines) + (f"\n{NOTE}" if self.note else "")
+        bundle["text/html"] = (
+            f'<div class="dlbook-controls"><strong>Controls</strong><ul>{items}</ul>{note}</div>'
+        )
+        return bundle
 
 
 class InteractiveFigure:
@@ -58,6 +100,10 @@ class InteractiveFigure:
         for w in controls.values():
             w.observe(self._on_change, names="value")
 
+    def _ipython_display_(self) -> None:
+        """Already on screen: shown once when made, so a bare ``interactive_figure(...)`` line
+        does not print the object's repr."""
+
     def values(self) -> dict[str, Any]:
         """The controls' current values, by parameter name."""
         return {name: w.value for name, w in self.controls.items()}
@@ -75,17 +121,18 @@ class InteractiveFigure:
     def _show(self, note: bool) -> None:
         try:
             from IPython import get_ipython
-            from IPython.display import Markdown, display
+            from IPython.display import display
         except ImportError:  # pragma: no cover
             return
         if get_ipython() is None:
             return
         import ipywidgets
 
+        from dlbook.plot import enable_inline
+
+        enable_inline()
         self._handle = display(self.figure, display_id=True)
-        display(ipywidgets.VBox(list(self.controls.values())))
-        if note:
-            display(Markdown(f"*{NOTE}*"))
+        display(_Controls(ipywidgets.VBox(list(self.controls.values())), self.controls, note))
 
     def _on_change(self, _change: dict) -> None:
         self.figure = self._draw()
