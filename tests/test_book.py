@@ -8,67 +8,29 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, toc_entries
 from nbtools import repository
 
 pytestmark = pytest.mark.book
 
 
-def _toc_entries() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    out = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                out.append(str(Path(e["file"]).with_suffix("")))
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    log = r.stdout + r.stderr
-    (out / "build.log").write_text(log)
-    warnings = [ln for ln in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL):", ln)]
-    assert r.returncode == 0 and not warnings, (
-        f"jupyter-book build failed (exit {r.returncode}); warnings and errors:\n"
-        + "\n".join(warnings[:50])
-        + "\n--- end of log ---\n"
-        + log[-3000:]
-    )
-    return out / "_build" / "html"
-
-
-def test_every_toc_entry_has_a_page(built):
-    missing = [e for e in _toc_entries() if not (built / f"{e}.html").is_file()]
+def test_every_toc_entry_has_a_page(book_html):
+    missing = [e for e in toc_entries() if not (book_html / f"{e}.html").is_file()]
     assert not missing, f"no HTML page for: {missing}"
-    assert (built / "index.html").is_file() and (built / "search.html").is_file()
+    assert (book_html / "index.html").is_file() and (book_html / "search.html").is_file()
 
 
 def _notebooks() -> list[str]:
-    return [e for e in _toc_entries() if (ROOT / f"{e}.ipynb").is_file()]
+    return [e for e in toc_entries() if (ROOT / f"{e}.ipynb").is_file()]
 
 
 @pytest.mark.parametrize("entry", _notebooks())
-def test_notebook_page_has_its_executed_outputs_and_figures(built, entry):
-    html = (built / f"{entry}.html").read_text()
+def test_notebook_page_has_its_executed_outputs_and_figures(book_html, entry):
+    html = (book_html / f"{entry}.html").read_text()
     nb = nbformat.read(ROOT / f"{entry}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert 'class="cell_output' in html, f"{entry}: no executed output on the page"
@@ -77,35 +39,95 @@ def test_notebook_page_has_its_executed_outputs_and_figures(built, entry):
         images = [i for i in images if "_images/" in i]
         assert images, f"{entry}: the notebook draws figures but the page shows none"
         for src in images:
-            assert (built / f"{entry}.html").parent.joinpath(src).resolve().is_file(), src
+            assert (book_html / f"{entry}.html").parent.joinpath(src).resolve().is_file(), src
 
 
 @pytest.mark.parametrize("entry", _notebooks())
-def test_notebook_page_links_colab_to_its_own_notebook(built, entry):
+def test_notebook_page_links_colab_to_its_own_notebook(book_html, entry):
     url, branch = repository()
     owner_repo = url.removeprefix("https://github.com/")
     expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{entry}.ipynb"
-    html = (built / f"{entry}.html").read_text()
+    html = (book_html / f"{entry}.html").read_text()
     assert expected in html, f"{entry}: no Colab link to {expected}"
 
 
-@pytest.mark.parametrize("entry", _toc_entries())
-def test_page_declares_each_inline_script_once(built, entry):
-    html = (built / f"{entry}.html").read_text()
+@pytest.mark.parametrize("entry", toc_entries())
+def test_page_declares_each_inline_script_once(book_html, entry):
+    html = (book_html / f"{entry}.html").read_text()
     assert html.count("const THEBE_JS_URL") <= 1, "a redeclared const is a JavaScript error"
     inline = re.findall(r"<script>(.*?)</script>", html, re.S)
     assert len(inline) == len(set(inline)), "an inline script appears twice"
 
 
-def test_maths_is_served_from_the_build(built):
-    page = (built / "chapters/00-preface/index.html").read_text()
+def test_maths_is_served_from_the_build(book_html):
+    page = (book_html / "chapters/00-preface/index.html").read_text()
     src = re.search(r'<script[^>]+src="([^"]*tex-chtml\.js)[^"]*"', page)
     assert src and "://" not in src.group(1), "MathJax must come from _static, not a CDN"
-    assert (built / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (book_html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "preface-mse" in page  # the numbered equation is there
 
 
-def test_search_index_covers_the_pages(built):
-    index = (built / "searchindex.js").read_text()
+def test_search_index_covers_the_pages(book_html):
+    index = (book_html / "searchindex.js").read_text()
     payload = json.loads(index[index.index("(") + 1 : index.rindex(")")])
-    assert len(payload["docnames"]) >= len(_toc_entries())
+    assert len(payload["docnames"]) >= len(toc_entries())
+
+
+# ----------------------------------------------------------------------- pages the build makes
+
+
+def _exercise_notebooks() -> list[str]:
+    from dlbook.exercises.make_student import has_solutions
+
+    return [e for e in _notebooks() if has_solutions(nbformat.read(ROOT / f"{e}.ipynb", 4))]
+
+
+@pytest.mark.parametrize("entry", _exercise_notebooks())
+def test_exercise_page_links_its_student_notebook_which_holds_no_solution(book_html, entry):
+    from dlbook.exercises import make_student as ms
+
+    from book_pages import student_name
+
+    html = (book_html / f"{entry}.html").read_text()
+    name = student_name(entry)
+    links = re.findall(rf'href="([^"]*_downloads/[^"]*/{re.escape(name)})"', html)
+    assert links, f"{entry}: no download link to {name}"
+    student = (book_html / f"{entry}.html").parent.joinpath(links[0]).resolve()
+    assert student.is_file(), f"the linked student notebook {student} is not in the build"
+    text = "\n".join(c.source for c in nbformat.read(student, 4).cells)
+    instructor = nbformat.read(ROOT / f"{entry}.ipynb", 4)
+    leaked = [line for line in ms.solution_lines(instructor) if line in text]
+    assert not leaked, f"solution text in the downloadable student notebook: {leaked}"
+    assert "raise NotImplementedError()" in text
+
+
+def test_preface_lists_every_student_notebook_and_the_zip(book_html):
+    import zipfile
+
+    from book_pages import student_name
+
+    html = (book_html / "chapters/00-preface/teaching.html").read_text()
+    for entry in _exercise_notebooks():
+        assert student_name(entry) in html, f"the preface does not link {student_name(entry)}"
+    zips = re.findall(r'href="([^"]*_downloads/[^"]*/student-notebooks\.zip)"', html)
+    assert zips
+    path = (book_html / "chapters/00-preface/teaching.html").parent.joinpath(zips[0]).resolve()
+    names = zipfile.ZipFile(path).namelist()
+    assert sorted(names) == sorted(student_name(e) for e in _exercise_notebooks())
+
+
+def test_checks_and_errata_pages_list_what_the_chapters_hold(book_html):
+    from book_pages import find_checks, find_errata
+
+    checks_html = (book_html / "chapters/appendix/checks.html").read_text()
+    for c in find_checks(ROOT):
+        assert f"#{c.label}\"" in checks_html, f"the checks page does not link {c.label}"
+    rows = checks_html.count("<tr") - 1  # minus the header row
+    assert rows == len(find_checks(ROOT)) > 0
+    errata_html = (book_html / "chapters/appendix/errata.html").read_text()
+    for b in find_errata(ROOT):
+        title = b.title.split("Errata:", 1)[-1].strip()
+        assert title.split()[0] in errata_html, (
+            f"errata box {b.title!r} missing from the errata page"
+        )
+    assert errata_html.count('class="admonition') >= len(find_errata(ROOT)) > 0

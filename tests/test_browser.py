@@ -1,0 +1,181 @@
+"""The HTML book as readers get it, in a real browser (Playwright driving Debian's Chromium).
+
+Serves the built book on localhost and, for every page of ``_toc.yml``: the page loads with no
+JavaScript error (uncaught exceptions and console errors), every image has loaded, display maths
+has been typeset by MathJax (served from the build: no network), a notebook page's Colab link
+points to that page's notebook, and hidden solutions stay hidden until their toggle is clicked.
+The search page finds "softmax" and "Bellman". A screenshot of each chapter's first page is
+written to ``_build/screenshots/``.
+
+Skipped, with the reason, where Chromium or Playwright is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, toc_entries, toc_parts
+from nbtools import repository
+
+CHROMIUM = os.environ.get("DLBOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(book_html):
+    handler = functools.partial(_QuietHandler, directory=str(book_html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class _Page:
+    """A loaded page and everything that went wrong while loading it."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None
+            ),
+        )
+        self.page.on(
+            "requestfailed",
+            lambda r: (
+                self.errors.append(f"request failed: {r.url} ({r.failure})")
+                if r.url.startswith("http://127.0.0.1")
+                else None
+            ),
+        )
+        self.page.goto(url, wait_until="load")
+        # MathJax typesets asynchronously: wait for it when the page has maths.
+        self.page.wait_for_function(
+            "() => !window.MathJax || !window.MathJax.startup || !window.MathJax.startup.promise "
+            "|| window.MathJax.startup.promise.then(() => true)",
+            timeout=30_000,
+        )
+        self.page.wait_for_load_state("networkidle")
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_page_in_a_browser(browser, site, entry):
+    p = _Page(browser, f"{site}/{entry}.html")
+    page = p.page
+    try:
+        assert not p.errors, f"{entry}: JavaScript errors:\n" + "\n".join(p.errors)
+
+        broken = page.eval_on_selector_all(
+            "img", "els => els.filter(e => !e.complete || e.naturalWidth === 0).map(e => e.src)"
+        )
+        assert not broken, f"{entry}: images that did not load: {broken}"
+
+        n_math = page.eval_on_selector_all("div.math, span.math", "els => els.length")
+        if n_math:
+            untypeset = page.eval_on_selector_all(
+                "div.math, span.math",
+                "els => els.filter(e => !e.querySelector('mjx-container')).length",
+            )
+            assert untypeset == 0, f"{entry}: {untypeset} of {n_math} maths not typeset by MathJax"
+            assert page.evaluate("() => !!document.querySelector('mjx-container')")
+
+        if (ROOT / f"{entry}.ipynb").is_file():
+            url, branch = repository()
+            owner_repo = url.removeprefix("https://github.com/")
+            expected = (
+                f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{entry}.ipynb"
+            )
+            hrefs = page.eval_on_selector_all(
+                "a[href*='colab.research.google.com']", "els => els.map(e => e.href)"
+            )
+            assert hrefs == [expected], f"{entry}: Colab links {hrefs}, expected [{expected}]"
+
+        _check_hidden_solutions(page, entry)
+    finally:
+        p.close()
+
+
+def _check_hidden_solutions(page, entry: str) -> None:
+    """Solutions (hidden code cells, solution dropdowns) stay hidden until clicked."""
+    # Code cells tagged hide-input: myst-nb wraps the source in <details>.
+    for i in range(page.locator("details.hide.above-input").count()):
+        box = page.locator("details.hide.above-input").nth(i)
+        code = box.locator(".cell_input")
+        assert not code.is_visible(), f"{entry}: hidden cell {i} shows its source before a click"
+        box.locator("summary").click()
+        code.wait_for(state="visible", timeout=5000)
+    # Written solutions: sphinx-exercise's dropdown, toggled by sphinx-togglebutton.
+    for i in range(page.locator("div.solution.dropdown").count()):
+        box = page.locator("div.solution.dropdown").nth(i)
+        body = box.locator(":scope > :not(.admonition-title)").first
+        assert not body.is_visible(), f"{entry}: solution {i} is visible before a click"
+        box.locator(".admonition-title").click()
+        body.wait_for(state="visible", timeout=5000)
+
+
+@pytest.mark.parametrize("term", ["softmax", "Bellman"])
+def test_search_finds(browser, site, term):
+    p = _Page(browser, f"{site}/search.html?q={term}")
+    try:
+        results = p.page.locator("#search-results ul.search li")
+        results.first.wait_for(state="attached", timeout=30_000)
+        assert results.count() >= 1, f"searching {term!r} found nothing"
+        assert not p.errors, "\n".join(p.errors)
+    finally:
+        p.close()
+
+
+def test_screenshot_of_each_chapters_first_page(browser, site):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    firsts = [files[0] for caption, files in toc_parts() if files]
+    assert firsts
+    for entry in firsts:
+        p = _Page(browser, f"{site}/{entry}.html")
+        try:
+            target = SCREENSHOTS / (entry.replace("/", "_") + ".png")
+            p.page.screenshot(path=str(target))
+            assert target.stat().st_size > 10_000, f"{target} looks empty"
+        finally:
+            p.close()
