@@ -1,0 +1,91 @@
+"""Execution time of every notebook, and of the whole book build, against the budgets.
+
+    python -m benchmarks.book                 # every notebook, then `jupyter-book build .`
+    python -m benchmarks.book --quick         # CI-sized: the preface's notebooks, no build
+    python -m benchmarks.book --only 03-gpt   # the notebooks whose path contains 03-gpt
+
+Each notebook runs in a fresh kernel, as nbval and the book build run it; the build runs into a
+temporary folder with an empty execution cache, so it executes every notebook again. Budgets:
+4 minutes per notebook on the 2-core CPU; 45 minutes for the whole ``pytest`` (which executes
+every notebook twice: nbval, then the book build).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+from benchmarks._common import parser, record, table
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_S = 240.0
+
+
+def notebooks(only: str | None = None) -> list[Path]:
+    paths = sorted(
+        p
+        for p in (ROOT / "chapters").rglob("*.ipynb")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(ROOT).parts)
+    )
+    return [p for p in paths if only is None or only in str(p)]
+
+
+def run_notebook(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    start = time.perf_counter()
+    client.execute()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--only", default=None, help="only notebooks whose path contains this")
+    p.add_argument("--skip-build", action="store_true", help="do not time jupyter-book build")
+    args = p.parse_args(argv)
+    only = "00-preface" if args.quick and not args.only else args.only
+    rows, total = [], 0.0
+    for path in notebooks(only):
+        sec = run_notebook(path)
+        total += sec
+        verdict = "ok" if sec <= BUDGET_S else "OVER BUDGET"
+        rows.append([str(path.relative_to(ROOT)), f"{sec:.1f}", verdict])
+        print(f"{rows[-1][0]}: {sec:.1f} s", flush=True)
+    rows.append(["**all notebooks**", f"{total:.1f}", f"{total / 60:.1f} min"])
+    notes = f"Budget: {BUDGET_S:.0f} s per notebook."
+    if not (args.quick or args.skip_build or args.only):
+        with tempfile.TemporaryDirectory() as out:
+            jb = Path(sys.executable).with_name("jupyter-book")
+            start = time.perf_counter()
+            r = subprocess.run(
+                [str(jb), "build", str(ROOT), "--path-output", out, "-W", "-n", "--keep-going"],
+                capture_output=True,
+                text=True,
+            )
+            build = time.perf_counter() - start
+        status = "ok" if r.returncode == 0 else f"FAILED (exit {r.returncode})"
+        rows.append(["`jupyter-book build .` (fresh cache)", f"{build:.1f}", status])
+        notes += (
+            f" pytest executes every notebook twice (nbval, then the build): about "
+            f"{(total + build) / 60:.1f} min of the 45-minute budget before the unit tests."
+        )
+    record(
+        "book: notebook execution times",
+        torch.device("cpu"),
+        table(["notebook", "seconds", "verdict"], rows),
+        notes=notes,
+        write=not args.no_record,
+    )
+
+
+if __name__ == "__main__":
+    main()
