@@ -121,7 +121,7 @@ def test_checks_and_errata_pages_list_what_the_chapters_hold(book_html):
 
     checks_html = (book_html / "chapters/appendix/checks.html").read_text()
     for c in find_checks(ROOT):
-        assert f"#{c.label}\"" in checks_html, f"the checks page does not link {c.label}"
+        assert f'#{c.label}"' in checks_html, f"the checks page does not link {c.label}"
     rows = checks_html.count("<tr") - 1  # minus the header row
     assert rows == len(find_checks(ROOT)) > 0
     errata_html = (book_html / "chapters/appendix/errata.html").read_text()
