@@ -1,0 +1,66 @@
+"""Reinforcement learning: finite MDPs and dynamic programming, a batched CartPole in torch,
+REINFORCE and PPO.
+
+- :mod:`dlbook.rl.mdp`: MDPs as arrays, a gridworld, value and policy iteration, Q-learning, and
+  exact policy gradients of small MDPs.
+- :mod:`dlbook.rl.cartpole`: ``CartPole``, gymnasium's CartPole-v1 for many environments at once.
+- :mod:`dlbook.rl.pg`: returns, GAE, the actor-critic network, REINFORCE and PPO.
+
+Derived in: Chapter 5, *Reinforcement learning*.
+"""
+
+from dlbook.rl.cartpole import CartPole
+from dlbook.rl.mdp import (
+    ACTIONS,
+    MDP,
+    GridWorld,
+    bellman_backup,
+    bellman_residual,
+    exact_return,
+    greedy_policy,
+    gridworld,
+    policy_evaluation,
+    policy_iteration,
+    q_learning,
+    sample_episodes,
+    score_function_gradients,
+    softmax_policy,
+    value_iteration,
+)
+from dlbook.rl.pg import (
+    ActorCritic,
+    PPOConfig,
+    discounted_returns,
+    evaluate_policy,
+    gae,
+    ppo_clip_loss,
+    train_ppo,
+    train_reinforce,
+)
+
+__all__ = [
+    "ACTIONS",
+    "MDP",
+    "ActorCritic",
+    "CartPole",
+    "GridWorld",
+    "PPOConfig",
+    "bellman_backup",
+    "bellman_residual",
+    "discounted_returns",
+    "evaluate_policy",
+    "exact_return",
+    "gae",
+    "greedy_policy",
+    "gridworld",
+    "policy_evaluation",
+    "policy_iteration",
+    "ppo_clip_loss",
+    "q_learning",
+    "sample_episodes",
+    "score_function_gradients",
+    "softmax_policy",
+    "train_ppo",
+    "train_reinforce",
+    "value_iteration",
+]
