@@ -1,0 +1,424 @@
+"""Tests of dlbook.gpt: shapes, causality, the KV cache, the parameter formula, sampling,
+checkpoints and input validation.
+
+References we did not write: ``sum(p.numel())`` over torch modules, PyTorch's own
+``nn.LayerNorm``/``F.gelu``/``F.scaled_dot_product_attention`` (through a hand-wired block),
+brute-force enumeration for the nucleus, and the uninterrupted training run for exact resume.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlbook import gpt
+
+
+def tiny(**kw) -> gpt.GPTConfig:
+    base = dict(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    base.update(kw)
+    return gpt.GPTConfig(**base)
+
+
+def model(seed: int = 0, **kw) -> gpt.GPT:
+    torch.manual_seed(seed)
+    return gpt.GPT(tiny(**kw))
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_forward_shapes_and_loss():
+    m = model()
+    idx = torch.randint(11, (3, 7))
+    logits, loss = m(idx)
+    assert logits.shape == (3, 7, 11) and loss is None
+    logits, loss = m(idx, idx)
+    assert loss.shape == () and torch.isfinite(loss)
+    ref = F.cross_entropy(logits.reshape(-1, 11), idx.reshape(-1))
+    torch.testing.assert_close(loss, ref)
+
+
+def test_loss_at_initialisation_is_near_uniform():
+    m = model(vocab_size=65, n_embd=32)
+    idx, targets = torch.randint(65, (2, 8, 16))
+    _, loss = m(idx, targets)
+    assert abs(loss.item() - math.log(65)) < 0.1  # small init: nearly uniform predictions
+
+
+def test_weight_tying_shares_one_tensor():
+    m = model()
+    assert m.lm_head.weight is m.wte.weight
+    assert m.lm_head.weight.data_ptr() == m.wte.weight.data_ptr()
+
+
+def test_block_equals_a_hand_wired_block_from_torch_functions():
+    m = model(n_layer=1)
+    blk = m.blocks[0]
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        got = blk(x)
+        h = F.layer_norm(x, (16,), blk.ln_1.weight, blk.ln_1.bias, eps=1e-5)
+        q, k, v = (h @ blk.attn.qkv.weight.T + blk.attn.qkv.bias).split(16, dim=2)
+        q, k, v = (z.view(2, 5, 2, 8).transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a = a.transpose(1, 2).reshape(2, 5, 16) @ blk.attn.proj.weight.T + blk.attn.proj.bias
+        x1 = x + a
+        h = F.layer_norm(x1, (16,), blk.ln_2.weight, blk.ln_2.bias, eps=1e-5)
+        u = F.gelu(h @ blk.mlp.fc.weight.T + blk.mlp.fc.bias)
+        ref = x1 + u @ blk.mlp.proj.weight.T + blk.mlp.proj.bias
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_explicit_attention_path_equals_fused():
+    m = model()
+    idx = torch.randint(11, (2, 9))
+    fused, _ = m(idx)
+    for blk in m.blocks:
+        blk.attn.explicit = True
+    explicit, _ = m(idx)
+    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- causality
+
+
+@pytest.mark.parametrize("t", [0, 3, 7, 14])
+def test_output_at_t_does_not_depend_on_later_tokens(t):
+    m = model()
+    idx = torch.randint(11, (2, 16))
+    changed = idx.clone()
+    changed[:, t + 1 :] = torch.randint(11, changed[:, t + 1 :].shape)
+    changed[:, t + 1 :] = (changed[:, t + 1 :] + 1) % 11  # surely different from idx
+    a, _ = m(idx)
+    b, _ = m(changed)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
+    if t + 1 < 16:
+        assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :], atol=1e-4)
+
+
+def test_gradient_of_logit_t_vanishes_for_later_tokens():
+    m = model()
+    idx = torch.randint(11, (1, 10))
+    emb = m.wte(idx).detach().requires_grad_(True)
+    x = emb + m.wpe(torch.arange(10))
+    for blk in m.blocks:
+        x = blk(x)
+    logits = m.lm_head(m.ln_f(x))
+    logits[0, 4].sum().backward()
+    grad = emb.grad[0].abs().sum(dim=1)
+    assert torch.all(grad[5:] == 0) and torch.all(grad[:5] > 0)
+
+
+# ----------------------------------------------------------------------------- the KV cache
+
+
+def test_cache_prefill_then_one_token_equals_full_forward():
+    m = model().eval()
+    idx = torch.randint(11, (2, 12))
+    full, _ = m(idx)
+    cache = gpt.KVCache(m.config, 2)
+    a, _ = m(idx[:, :5], kv_cache=cache)
+    b, _ = m(idx[:, 5:9], kv_cache=cache)  # several new tokens: bottom-right causal mask
+    parts = [a, b]
+    for t in range(9, 12):
+        c, _ = m(idx[:, t : t + 1], kv_cache=cache)
+        parts.append(c)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache.length == 12
+    assert cache.nbytes() == 2 * 2 * 2 * 16 * 16 * 4  # 2 tensors, L B T d float32
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(greedy=True),
+        dict(temperature=0.8),
+        dict(temperature=1.3, top_k=5),
+        dict(top_p=0.9),
+    ],
+)
+def test_cached_and_uncached_generation_give_identical_tokens(kw):
+    m = model()
+    prompt = torch.randint(11, (3, 4))
+    # 30 new tokens: the sequence outgrows the 16-token context, so the sliding window is covered
+    a = gpt.generate(
+        m, prompt, 30, use_cache=True, generator=torch.Generator().manual_seed(1), **kw
+    )
+    b = gpt.generate(
+        m, prompt, 30, use_cache=False, generator=torch.Generator().manual_seed(1), **kw
+    )
+    assert a.shape == (3, 34)
+    assert torch.equal(a[:, :4], prompt)
+    assert torch.equal(a, b)
+
+
+def test_generate_restores_training_mode_and_is_reproducible():
+    m = model()
+    m.train()
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    a = gpt.generate(m, prompt, 10, generator=torch.Generator().manual_seed(3))
+    b = gpt.generate(m, prompt, 10, generator=torch.Generator().manual_seed(3))
+    assert m.training and torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- parameter count
+
+
+@pytest.mark.parametrize(
+    "V,T,L,d,h,bias",
+    [
+        (65, 256, 6, 384, 6, True),
+        (65, 64, 4, 128, 4, True),
+        (11, 16, 2, 16, 2, False),
+        (50257, 1024, 12, 768, 12, True),
+    ],
+)
+def test_parameter_formula_equals_the_model(V, T, L, d, h, bias):
+    cfg = gpt.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=h, n_embd=d, bias=bias)
+    with torch.device("meta"):  # no memory: only the shapes are needed
+        m = gpt.GPT(cfg)
+    assert gpt.param_count(V, T, L, d, bias=bias) == sum(p.numel() for p in m.parameters())
+    assert m.num_params() == gpt.param_count(V, T, L, d, bias=bias)
+    assert m.num_params(non_embedding=True) == m.num_params() - V * d - T * d
+
+
+def test_gpt2_small_has_124m_parameters():
+    # GPT-2 small (Radford et al., 2019): 124,439,808 parameters with tied embeddings
+    assert gpt.param_count(50257, 1024, 12, 768) == 124_439_808
+
+
+def test_parameter_table_lists_the_tied_matrix_once():
+    m = model()
+    names = [n for n, _, _ in gpt.parameter_table(m)]
+    assert "wte.weight" in names and "lm_head.weight" not in names
+    assert sum(n for _, _, n in gpt.parameter_table(m)) == m.num_params()
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_temperature_sharpens_and_flattens():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+
+    def entropy(p):
+        return float(-(p * p.log()).sum())
+
+    h = [entropy(gpt.next_token_probs(logits, temperature=t)) for t in (0.5, 1.0, 2.0)]
+    assert h[0] < h[1] < h[2] < math.log(4)
+    torch.testing.assert_close(gpt.next_token_probs(logits), torch.softmax(logits, -1))
+
+
+def test_top_k_keeps_k_tokens():
+    logits = torch.randn(5, 20)
+    p = gpt.next_token_probs(logits, top_k=3)
+    assert torch.all((p > 0).sum(dim=1) == 3)
+    top = torch.topk(logits, 3).indices
+    assert torch.all(p.gather(1, top) > 0)
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(5))
+
+
+def _nucleus_by_enumeration(probs: list[float], p: float) -> set[int]:
+    """The smallest set of tokens whose probability is >= p (largest mass among the smallest)."""
+    n = len(probs)
+    for size in range(1, n + 1):
+        best = max(itertools.combinations(range(n), size), key=lambda s: sum(probs[i] for i in s))
+        if sum(probs[i] for i in best) >= p - 1e-12:
+            return set(best)
+    return set(range(n))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_p_keeps_the_nucleus_found_by_enumeration(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(7, generator=g, dtype=torch.float64) * 2
+    p = float(torch.rand(1, generator=g)) * 0.98 + 0.01
+    probs = torch.softmax(logits, -1).tolist()
+    kept = set(torch.nonzero(torch.isfinite(gpt.top_p_filter(logits, p))).flatten().tolist())
+    assert kept == _nucleus_by_enumeration(probs, p)
+
+
+def test_top_p_one_keeps_everything_and_greedy_takes_the_argmax():
+    logits = torch.randn(4, 9)
+    torch.testing.assert_close(gpt.top_p_filter(logits, 1.0), logits)
+    assert torch.equal(gpt.sample_next(logits, greedy=True), logits.argmax(-1, keepdim=True))
+
+
+def test_sampling_frequencies_match_the_probabilities():
+    logits = torch.tensor([[1.0, 0.5, 0.0, -2.0]]).expand(20000, 4)
+    g = torch.Generator().manual_seed(0)
+    draws = gpt.sample_next(logits, temperature=0.7, generator=g).flatten()
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    torch.testing.assert_close(freq, torch.softmax(logits[0] / 0.7, -1), atol=0.015, rtol=0)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_get_batch_targets_are_inputs_shifted_by_one():
+    data = torch.arange(100)
+    x, y = gpt.get_batch(data, 4, 8, generator=torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 8)
+    assert torch.equal(y, x + 1)
+
+
+def test_training_lowers_the_loss_on_a_repeating_pattern():
+    torch.manual_seed(0)
+    m = gpt.GPT(tiny(vocab_size=5))
+    opt = gpt.configure_optimizer(m, lr=3e-3)
+    data = torch.arange(500) % 5
+    losses = []
+    for _ in range(60):
+        x, y = gpt.get_batch(data, 8, 16)
+        losses.append(gpt.train_step(m, opt, x, y))
+    assert losses[0] > 1.4 and losses[-1] < 0.2
+
+
+def test_cosine_schedule():
+    lr = [gpt.cosine_lr(s, max_lr=1.0, min_lr=0.1, warmup=10, total=110) for s in range(120)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
+    assert lr[60] == pytest.approx(0.55) and lr[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(lr[9:]))
+
+
+def test_optimizer_decays_matrices_only():
+    m = model()
+    opt = gpt.configure_optimizer(m, weight_decay=0.1)
+    decay, no_decay = opt.param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == m.num_params()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _run(steps, *, start=0, m=None, opt=None, dropout=0.1):
+    data = torch.arange(2000) * 7 % 11
+    if m is None:
+        torch.manual_seed(0)
+        m = gpt.GPT(tiny(dropout=dropout))
+        opt = gpt.configure_optimizer(m, lr=1e-3)
+    losses = []
+    for s in range(start, steps):
+        x, y = gpt.get_batch(data, 4, 16)  # the global RNG: must be restored on resume
+        lr = gpt.cosine_lr(s, max_lr=1e-3, min_lr=1e-4, warmup=3, total=12)
+        losses.append(gpt.train_step(m, opt, x, y, lr=lr))
+    return m, opt, losses
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    _, _, full = _run(12)
+    m, opt, first = _run(6)
+    path = gpt.save_checkpoint(tmp_path / "ckpt.pt", m, opt, step=6, extra={"losses": first})
+    torch.manual_seed(999)  # disturb every random state the run depends on
+    torch.randn(100)
+    m2 = gpt.GPT(tiny(dropout=0.1))
+    opt2 = gpt.configure_optimizer(m2, lr=1e-3)
+    info = gpt.load_checkpoint(path, m2, opt2)
+    assert info["step"] == 6 and info["extra"]["losses"] == first
+    _, _, rest = _run(12, start=info["step"], m=m2, opt=opt2)
+    assert first + rest == full  # exact, not approximate: same floats on the same CPU
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    m = model()
+    path = gpt.save_checkpoint(tmp_path / "c.pt", m, step=3)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["config"]["n_embd"] == 16
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    path = gpt.save_checkpoint(tmp_path / "c.pt", model())
+    with pytest.raises(ValueError, match="config"):
+        gpt.load_checkpoint(path, model(n_embd=32))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_sequence_longer_than_the_context_is_refused():
+    m = model()
+    with pytest.raises(ValueError, match="longer than the context"):
+        m(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_temperature_must_be_positive(bad):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        gpt.next_token_probs(torch.randn(1, 11), temperature=bad)
+    with pytest.raises(ValueError, match="temperature"):
+        gpt.generate(model(), torch.zeros(1, 1, dtype=torch.long), 3, temperature=bad)
+
+
+@pytest.mark.parametrize("bad", [0, 12, -1, 2.5])
+def test_top_k_must_be_within_the_vocabulary(bad):
+    with pytest.raises(ValueError, match=r"top_k must be an integer in \[1, 11\]"):
+        gpt.next_token_probs(torch.randn(1, 11), top_k=bad)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.01, float("nan")])
+def test_top_p_must_be_in_the_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        gpt.next_token_probs(torch.randn(1, 11), top_p=bad)
+
+
+def test_other_invalid_inputs_raise_value_errors():
+    m = model()
+    with pytest.raises(ValueError, match="token ids must be in"):
+        m(torch.tensor([[0, 11]]))
+    with pytest.raises(ValueError, match=r"\(B, T\)"):
+        m(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        m(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="targets"):
+        m(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="divisible"):
+        gpt.GPTConfig(n_embd=10, n_head=3)
+    with pytest.raises(ValueError, match="positive integer"):
+        gpt.GPTConfig(n_layer=0)
+    cache = gpt.KVCache(m.config, 1)
+    m(torch.zeros(1, 10, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="longer than the context"):
+        m(torch.zeros(1, 10, dtype=torch.long), kv_cache=cache)  # positions 10..19 > 16
+    with pytest.raises(ValueError, match="KV cache holds at most 16"):
+        cache.update(0, torch.zeros(1, 2, 10, 8), torch.zeros(1, 2, 10, 8))
+    with pytest.raises(ValueError, match="block_size"):
+        gpt.get_batch(torch.arange(5), 2, 5)
+
+
+# ----------------------------------------------------------------------------- GPU paths
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_training_step_and_cached_generation():
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    m = gpt.GPT(tiny()).to(dev)
+    opt = gpt.configure_optimizer(m)
+    data = (torch.arange(1000) % 11).to(dev)
+    x, y = gpt.get_batch(data, 4, 16, device=dev)
+    loss = gpt.train_step(m, opt, x, y)
+    assert math.isfinite(loss)
+    prompt = torch.zeros(2, 1, dtype=torch.long, device=dev)
+    a = gpt.generate(m, prompt, 20, greedy=True)
+    b = gpt.generate(m, prompt, 20, greedy=True, use_cache=False)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+def test_gpu_compiled_model_matches_eager_and_checkpoints_unwrap(tmp_path):
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    m = gpt.GPT(tiny()).to(dev)
+    compiled = gpt.maybe_compile(m)
+    assert compiled is not m  # compiled by default on CUDA
+    idx = torch.randint(11, (2, 16), device=dev)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(idx)[0], m(idx)[0], rtol=1e-4, atol=1e-4)
+    path = gpt.save_checkpoint(tmp_path / "c.pt", compiled)
+    assert "wte.weight" in torch.load(path, weights_only=True)["model"]
