@@ -6,7 +6,10 @@
 Gymnasium's reference is ``gymnasium.make_vec("CartPole-v1", num_envs=N,
 vectorization_mode="vector_entry_point")``: its own NumPy-vectorised CartPole (one array program
 for N environments, with auto-reset), the fastest CartPole gymnasium ships. Both run the same
-random actions (pre-generated, so random number generation is not timed); both auto-reset. On a
+random actions (pre-generated, so random number generation is not timed); both auto-reset.
+dlbook's CPU float32 step runs plain (some thirty small tensor operations) and compiled
+(``CartPole(compile=True)``: ``torch.compile`` fuses the physics into one kernel; the compile time
+is reported apart). float64 is the exact-to-gymnasium path (NumPy's sin and cos). On a
 GPU, dlbook's environment also runs on the GPU (float32); gymnasium's stays on the CPU.
 """
 
@@ -21,10 +24,12 @@ import torch
 from benchmarks._common import parser, record, sync, table
 
 
-def dlbook_rate(n: int, steps: int, device: torch.device, dtype: torch.dtype) -> float:
+def dlbook_rate(
+    n: int, steps: int, device: torch.device, dtype: torch.dtype, compile: bool = False
+) -> float:
     from dlbook.rl import CartPole
 
-    env = CartPole(n, device=device, dtype=dtype, seed=0)
+    env = CartPole(n, device=device, dtype=dtype, seed=0, compile=compile)
     env.reset()
     actions = torch.randint(0, 2, (steps, n), device=device, generator=None)
     for k in range(min(10, steps)):  # warm-up
@@ -63,33 +68,44 @@ def main(argv=None) -> None:
         gym_r = gymnasium_rate(n, steps)
         cpu64 = dlbook_rate(n, steps, torch.device("cpu"), torch.float64)
         cpu32 = dlbook_rate(n, steps, torch.device("cpu"), torch.float32)
+        start = time.perf_counter()
+        cpu_c = dlbook_rate(n, steps, torch.device("cpu"), torch.float32, compile=True)
+        compile_s = time.perf_counter() - start - n * steps / cpu_c
         row = [
             n,
             steps,
             f"{gym_r / 1e6:.2f}",
             f"{cpu32 / 1e6:.2f}",
             f"{cpu32 / gym_r:.2f}x",
+            f"{cpu_c / 1e6:.2f}",
+            f"{cpu_c / gym_r:.2f}x",
+            f"{compile_s:.0f}",
             f"{cpu64 / 1e6:.2f}",
         ]
         if device.type == "cuda":
             gpu = dlbook_rate(n, steps, device, torch.float32)
-            row += [f"{gpu / 1e6:.2f}", f"{gpu / gym_r:.1f}x"]
+            gpu_c = dlbook_rate(n, steps, device, torch.float32, compile=True)
+            row += [f"{gpu / 1e6:.2f}", f"{gpu_c / 1e6:.2f}", f"{max(gpu, gpu_c) / gym_r:.1f}x"]
         rows.append(row)
         print(row, flush=True)
     if device.type == "cuda":  # the GPU's scale: many more environments
         for n in [262_144, 1_048_576]:
             gpu = dlbook_rate(n, 200, device, torch.float32)
-            rows.append([n, 200, "", "", "", "", f"{gpu / 1e6:.2f}", ""])
+            gpu_c = dlbook_rate(n, 200, device, torch.float32, compile=True)
+            rows.append([n, 200, *[""] * 7, f"{gpu / 1e6:.2f}", f"{gpu_c / 1e6:.2f}", ""])
     header = [
         "N envs",
         "steps",
         "gymnasium M steps/s",
         "dlbook f32 CPU M/s",
         "ratio",
+        "dlbook f32 CPU compiled M/s",
+        "ratio",
+        "compile s",
         "dlbook f64 CPU M/s",
     ]
     if device.type == "cuda":
-        header += ["dlbook f32 GPU M/s", "GPU ratio"]
+        header += ["dlbook f32 GPU M/s", "compiled GPU M/s", "GPU ratio"]
     notes = (
         "Reference: gymnasium.make_vec('CartPole-v1', vectorization_mode='vector_entry_point'), "
         "NumPy-vectorised, CPU. Same random actions for both; auto-reset on. Targets: >= 1.0x "
