@@ -20,6 +20,7 @@ Derived in: Chapter 5, *CartPole*.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -55,23 +56,50 @@ def _cos_sin(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def cartpole_dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """One Euler step: ``(N, 4)`` states, ``(N,)`` actions in {0, 1} -> ``(N, 4)`` next states."""
-    return _euler_step(state.T, action).T
+    return _euler_step(state, action, _constants(state.dtype, state.device))
 
 
-def _euler_step(s: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """The same step on ``(4, N)`` states (one contiguous row per variable: fewer, faster ops)."""
-    x, x_dot, theta, theta_dot = s
-    force = action.to(s.dtype) * (2 * FORCE_MAG) - FORCE_MAG  # exactly +-10.0
+@functools.lru_cache(maxsize=16)
+def _constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The physical constants as 0-dim tensors of the state's dtype: the same values as the Python
+    floats, without a conversion of a Python number in each of the step's thirty operations."""
+    values = (FORCE_MAG, POLEMASS_LENGTH, TOTAL_MASS, GRAVITY, LENGTH, 4.0 / 3.0, MASSPOLE, TAU)
+    return tuple(torch.tensor(v, dtype=dtype, device=device) for v in values)
+
+
+def _euler_step(s: torch.Tensor, action: torch.Tensor, c: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """:func:`cartpole_dynamics` with the constants ``c`` from :func:`_constants` passed in."""
+    force_mag, pml, total_mass, gravity, length, four_thirds, masspole, tau = c
+    _, x_dot, theta, theta_dot = s.unbind(1)  # x enters only through s below
+    force = action.to(s.dtype) * (2 * force_mag) - force_mag  # exactly +-10.0
     costheta, sintheta = _cos_sin(theta)
     # the same operations in the same order as gymnasium, so that float64 results agree exactly
-    temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
-    thetaacc = (GRAVITY * sintheta - costheta * temp) / (
-        LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
+    temp = (force + pml * (theta_dot * theta_dot) * sintheta) / total_mass
+    thetaacc = (gravity * sintheta - costheta * temp) / (
+        length * (four_thirds - masspole * (costheta * costheta) / total_mass)
     )
-    xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
-    return torch.stack(
-        (x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc)
-    )
+    xacc = temp - pml * thetaacc * costheta / total_mass
+    # x + tau x_dot, x_dot + tau xacc, theta + tau theta_dot, theta_dot + tau thetaacc at once
+    return s + tau * torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=1)
+
+
+def _advance(
+    s: torch.Tensor,
+    steps: torch.Tensor,
+    action: torch.Tensor,
+    c: tuple[torch.Tensor, ...],
+    max_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything in a step but the reset, as one function (``torch.compile`` fuses it whole).
+
+    ``(N, 4)`` states, ``(N,)`` step counts and actions -> the ``(N, 4)`` next states, the new
+    step counts and the ``(N,)`` terminated and truncated flags.
+    """
+    s = _euler_step(s, action, c)
+    steps = steps + 1
+    terminated = (s[:, 0].abs() > X_THRESHOLD) | (s[:, 2].abs() > THETA_THRESHOLD)
+    truncated = (steps >= max_steps) & ~terminated
+    return s, steps, terminated, truncated
 
 
 class CartPole:
@@ -83,12 +111,12 @@ class CartPole:
         dtype: ``torch.float64`` reproduces gymnasium's arithmetic exactly; ``float32`` is faster.
         seed: seeds the reset generator.
         max_steps: the time limit (500 in CartPole-v1).
-        compile: compile the physics step with ``torch.compile`` (one fused kernel instead of
-            some thirty small ones; worth it for long runs, it costs up to a minute to compile).
+        compile: compile the step (physics, termination, truncation; not the reset) with
+            ``torch.compile``: one fused kernel instead of some forty small operations; worth it
+            for long runs, it costs up to a minute to compile.
 
     Attributes:
-        state: ``(N, 4)`` current states (a view of the ``(4, N)`` array the physics works on;
-            assigning an ``(N, 4)`` tensor sets them).
+        state: ``(N, 4)`` current states (assigning an ``(N, 4)`` tensor sets them).
         steps: ``(N,)`` steps taken in the current episode.
         final_obs: ``(N, 4)`` after :meth:`step`, the observation that ended each finished episode
             (equal to the returned observation for environments still running).
@@ -121,15 +149,24 @@ class CartPole:
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else seed)
-        self._s = torch.zeros(4, num_envs, device=self.device, dtype=dtype)  # (4, N)
+        self._s = torch.zeros(num_envs, 4, device=self.device, dtype=dtype)
+        self._final = self._s
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self.final_obs = self.state.clone()
+        self._c = _constants(dtype, self.device)
         exact = dtype == torch.float64 and self.device.type == "cpu"  # NumPy's sin/cos inside
-        self._physics = torch.compile(_euler_step) if compile and not exact else _euler_step
+        self._advance = (
+            torch.compile(_advance, dynamic=False) if compile and not exact else _advance
+        )
 
     @property
     def state(self) -> torch.Tensor:
-        return self._s.T
+        return self._s
+
+    @property
+    def final_obs(self) -> torch.Tensor:
+        # the physics makes a new tensor every step, and the reset writes only into a copy of it:
+        # this one never changes after the step returns
+        return self._final
 
     @state.setter
     def state(self, value: torch.Tensor) -> None:
@@ -138,21 +175,21 @@ class CartPole:
             raise ValueError(
                 f"state must have shape ({self.num_envs}, 4), got {tuple(value.shape)}"
             )
-        self._s = value.T.contiguous()
+        self._s = value.clone(memory_format=torch.contiguous_format)
 
     def _initial_states(self, n: int) -> torch.Tensor:
-        """``(4, n)`` states uniform in [-0.05, 0.05), as gymnasium's reset."""
+        """``(n, 4)`` states uniform in [-0.05, 0.05), as gymnasium's reset."""
         u = torch.rand(n, 4, generator=self.generator, device=self.device, dtype=self.dtype)
-        return (u * 0.1 - 0.05).T
+        return u * 0.1 - 0.05
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start every environment afresh; returns the ``(N, 4)`` observations."""
         if seed is not None:
             self.generator.manual_seed(seed)
-        self._s = self._initial_states(self.num_envs).contiguous()
+        self._s = self._initial_states(self.num_envs)
+        self._final = self._s
         self.steps.zero_()
-        self.final_obs = self.state.contiguous()
-        return self.state.contiguous()
+        return self._s.clone()
 
     def step(
         self, action: torch.Tensor, *, autoreset: bool = True
@@ -168,18 +205,20 @@ class CartPole:
             raise ValueError(
                 f"action must have shape ({self.num_envs},), got {tuple(action.shape)}"
             )
-        if action.dtype.is_floating_point or bool((action.long() & ~1).any()):
+        if action.dtype.is_floating_point:
             raise ValueError("actions must be integers 0 (push left) or 1 (push right)")
-        self._s = self._physics(self._s, action)
-        self.steps += 1
-        terminated = (self._s[0].abs() > X_THRESHOLD) | (self._s[2].abs() > THETA_THRESHOLD)
-        truncated = (self.steps >= self.max_steps) & ~terminated
+        if action.dtype != torch.bool and (action & -2).any():  # a bit above the lowest: <0 or >1
+            raise ValueError("actions must be integers 0 (push left) or 1 (push right)")
+        self._s, self.steps, terminated, truncated = self._advance(
+            self._s, self.steps, action, self._c, self.max_steps
+        )
+        self._final = self._s
         reward = torch.ones(self.num_envs, device=self.device, dtype=self.dtype)
-        self.final_obs = self.state.contiguous()
-        done = terminated | truncated
-        if autoreset and bool(done.any()):
-            fresh = self._initial_states(self.num_envs)
-            self._s = torch.where(done, fresh, self._s)
-            self.steps.masked_fill_(done, 0)
-            return self.state.contiguous(), reward, terminated, truncated
-        return self.final_obs.clone(), reward, terminated, truncated
+        if autoreset:
+            ended = (terminated | truncated).nonzero().squeeze(1)  # (k,) episodes that ended
+            if len(ended):
+                # fresh states for those k only, written into a copy (final_obs keeps the old)
+                self._s = self._s.clone()
+                self._s[ended] = self._initial_states(len(ended))
+                self.steps[ended] = 0
+        return self._s.clone(), reward, terminated, truncated
