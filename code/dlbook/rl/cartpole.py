@@ -162,12 +162,6 @@ class CartPole:
     def state(self) -> torch.Tensor:
         return self._s
 
-    @property
-    def final_obs(self) -> torch.Tensor:
-        # the physics makes a new tensor every step, and the reset writes only into a copy of it:
-        # this one never changes after the step returns
-        return self._final
-
     @state.setter
     def state(self, value: torch.Tensor) -> None:
         value = torch.as_tensor(value, device=self.device, dtype=self.dtype)
@@ -176,6 +170,12 @@ class CartPole:
                 f"state must have shape ({self.num_envs}, 4), got {tuple(value.shape)}"
             )
         self._s = value.clone(memory_format=torch.contiguous_format)
+
+    @property
+    def final_obs(self) -> torch.Tensor:
+        # the physics makes a new tensor every step, and the reset writes only into a copy of it:
+        # this one never changes after the step returns
+        return self._final
 
     def _initial_states(self, n: int) -> torch.Tensor:
         """``(n, 4)`` states uniform in [-0.05, 0.05), as gymnasium's reset."""
