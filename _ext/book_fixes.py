@@ -6,11 +6,18 @@ compare unequal, so every page declares inline scripts such as sphinx-thebe's
 ``const THEBE_JS_URL`` twice, and the second declaration is a JavaScript error on load. This
 extension drops the second copy of any inline script (same body, same priority, same attributes)
 before each page is written. tests/test_book.py checks the result.
+
+It also lets the tests read Sphinx's warnings where Sphinx writes them: when the environment
+variable ``DLBOOK_SPHINX_WARNINGS`` names a file, everything Sphinx writes to its warning stream
+(after its own filters: what ``-W`` turns into a failed build) is written to that file too. The
+build's other output, such as a Jupyter kernel's log lines as it shuts down, never reaches it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import Any, TextIO
 
 
 def _key(js: Any) -> tuple:
@@ -32,6 +39,38 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
+class _Tee:
+    """A stream that writes to Sphinx's own warning stream and to a file."""
+
+    def __init__(self, stream: Any, copy: TextIO) -> None:
+        self.stream, self.copy = stream, copy
+
+    def write(self, data: str) -> None:
+        self.stream.write(data)
+        self.copy.write(data)
+        self.copy.flush()
+
+    def flush(self) -> None:
+        if hasattr(self.stream, "flush"):
+            self.stream.flush()
+        self.copy.flush()
+
+
+def copy_warnings_to(path: str) -> None:
+    """Tee Sphinx's warning stream (its ``WarningStreamHandler``) into the file ``path``."""
+    from sphinx.util.logging import NAMESPACE, WarningStreamHandler
+
+    handlers = [
+        h for h in logging.getLogger(NAMESPACE).handlers if isinstance(h, WarningStreamHandler)
+    ]
+    if len(handlers) != 1:
+        raise RuntimeError(f"expected Sphinx's one warning handler, found {len(handlers)}")
+    copy = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole build
+    handlers[0].setStream(_Tee(handlers[0].stream, copy))
+
+
 def setup(app):
     app.connect("html-page-context", dedupe_scripts, priority=900)
+    if os.environ.get("DLBOOK_SPHINX_WARNINGS"):
+        copy_warnings_to(os.environ["DLBOOK_SPHINX_WARNINGS"])
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))  # the book's Sphinx extensions hold code the tests reuse
+sys.path.insert(0, str(ROOT / "tests"))  # notebook_runs, nbtools
 
 
 def toc_entries() -> list[str]:
@@ -50,24 +52,52 @@ def toc_parts() -> list[tuple[str, list[str]]]:
 
 
 @pytest.fixture(scope="session")
-def book_html(tmp_path_factory) -> Path:
+def notebook_runs():
+    """Every notebook of the book, executed once per session, two at a time.
+
+    ``{path: Run}`` (see ``tests/notebook_runs.py``): the executed notebook, its time, and the
+    error, if any. ``test_notebook_runs.py`` checks each notebook cell by cell, and the book build
+    renders these same executions instead of running every notebook again.
+    """
+    import notebook_runs as nr
+
+    return nr.execute_all(nr.book_notebooks(), jobs=2)
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory, notebook_runs) -> Path:
     """Build the whole book once per session, warnings as errors, into a temporary folder.
 
-    This is the README's main job (``jupyter-book build .``), run where a stale execution cache
-    can never hide a broken notebook; it executes every notebook.
+    This is the README's main job (``jupyter-book build .``), into an empty output folder whose
+    execution cache holds the session's notebook runs (``notebook_runs``): the build renders
+    their outputs and executes nothing again; a notebook that failed there is not in the cache,
+    so the build executes it, and fails on it too. Sphinx's warnings are read where Sphinx writes
+    them (``_ext/book_fixes.py`` copies its warning stream into a file), so a log line that
+    something else prints, such as a kernel's noise as it shuts down, cannot fail the build.
     """
+    import notebook_runs as nr
+
     out = tmp_path_factory.mktemp("book")
+    nr.store_in_cache(notebook_runs, out / "_build" / ".jupyter_cache")
+    warnings_file = out / "sphinx-warnings.txt"
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "DLBOOK_SPHINX_WARNINGS": str(warnings_file)}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     log = r.stdout + r.stderr
     (out / "build.log").write_text(log)
-    warnings = [ln for ln in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL):", ln)]
+    assert warnings_file.is_file(), "the build did not load _ext/book_fixes.py's warning copy"
+    warnings = re.sub(r"\x1b\[[0-9;]*m", "", warnings_file.read_text()).strip()
     assert r.returncode == 0 and not warnings, (
-        f"jupyter-book build failed (exit {r.returncode}); warnings and errors:\n"
-        + "\n".join(warnings[:50])
+        f"jupyter-book build failed (exit {r.returncode}); Sphinx's warnings:\n"
+        + "\n".join(warnings.splitlines()[:50])
         + "\n--- end of log ---\n"
         + log[-3000:]
+    )
+    executed = re.findall(r"Executing notebook using", log)
+    assert not executed or not all(run.ok for run in notebook_runs.values()), (
+        f"the build executed {len(executed)} notebook(s) that the session had already run: "
+        "the execution cache did not match them"
     )
     return out / "_build" / "html"
 

@@ -1,0 +1,207 @@
+"""Execute the book's notebooks once, in parallel, and hand the results to the book build.
+
+    python tests/notebook_runs.py                        every notebook of _toc.yml, 2 at a time
+    python tests/notebook_runs.py --jobs 1 NB.ipynb ...  some notebooks, one at a time
+    python tests/notebook_runs.py --cache DIR            also store them in a jupyter-cache
+
+Each notebook runs exactly as the book build runs it: MyST-NB's own executor
+(``jupyter_cache.executors.utils.single_nb_execution``, which the build calls in its ``cache``
+mode), in a fresh kernel, in the notebook's own folder, with the timeout and ``allow_errors`` of
+``_config.yml``. A notebook that runs without an error is stored in the build's execution cache
+(``<output>/_build/.jupyter_cache``, where ``jupyter-book build . --path-output <output>`` looks
+for it), so the build renders these outputs and executes nothing again. The tests read the same
+executed notebooks, cell by cell (``tests/test_notebook_runs.py``): every notebook is executed
+once per ``pytest`` run, and both checks see that one execution.
+
+Each notebook executes in a subprocess of its own, so a kernel that prints noise as it shuts down
+(jupyter_client's ZMQ callbacks) prints it into that subprocess's log, which is kept for a failing
+notebook and never parsed: whether a notebook passed is what its executor returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SECONDS = 10.0  # a notebook the last book benchmark did not time
+
+
+@dataclass
+class Run:
+    """One notebook's execution: the executed notebook and what went wrong, if anything."""
+
+    path: Path  # the notebook, absolute
+    seconds: float
+    notebook: nbformat.NotebookNode | None  # the executed notebook (None: the run crashed)
+    error: str | None  # the executor's exception and traceback, or None
+    log: str  # what the subprocess printed (kernel noise included); read only on failure
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.notebook is not None
+
+    @property
+    def name(self) -> str:
+        return str(self.path.relative_to(ROOT))
+
+
+def execute_config() -> dict:
+    """The ``execute:`` section of ``_config.yml``: what the build executes with."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config.get("execute", {})
+
+
+def book_notebooks() -> list[Path]:
+    """Every notebook of ``_toc.yml``, in reading order (the ones the build executes)."""
+    from conftest import toc_entries  # one walker of the table of contents
+
+    return [ROOT / f"{e}.ipynb" for e in toc_entries() if (ROOT / f"{e}.ipynb").is_file()]
+
+
+def expected_seconds() -> dict[str, float]:
+    """Each notebook's time in the last ``benchmarks.book`` table of ``benchmarks/RESULTS.md``."""
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    if not results.is_file():
+        return {}
+    text = results.read_text()
+    section = text.rsplit("## book:", 1)[-1] if "## book:" in text else ""
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^\| (chapters/\S+\.ipynb) \| ([\d.]+) \|", section, re.M)
+    }
+
+
+def _execute_in_this_process(path: Path, out: Path) -> None:
+    """Execute one notebook as MyST-NB's ``cache`` mode does; write the outcome to ``out``."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    cfg = execute_config()
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = tmp if cfg.get("run_in_temp", False) else str(path.parent)
+        result = single_nb_execution(
+            nb,
+            cwd=cwd,
+            allow_errors=bool(cfg.get("allow_errors", False)),
+            timeout=cfg.get("timeout", 30),
+            meta_override=True,
+        )
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": result.time,
+                "error": result.exc_string if result.err is not None else None,
+                "notebook": nbformat.writes(nb),
+            }
+        )
+    )
+
+
+def execute(path: Path) -> Run:
+    """Execute one notebook in a subprocess of its own (a fresh kernel, its own stderr)."""
+    path = Path(path).resolve()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.json"
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(path), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0 or not out.is_file():
+            return Run(
+                path,
+                time.perf_counter() - start,
+                None,
+                f"the executor exited with {proc.returncode}",
+                log,
+            )
+        data = json.loads(out.read_text())
+    nb = nbformat.reads(data["notebook"], as_version=4)
+    return Run(path, data["seconds"], nb, data["error"], log)
+
+
+def execute_all(paths: list[Path], jobs: int = 2, quiet: bool = True) -> dict[Path, Run]:
+    """Execute ``paths``, ``jobs`` at a time, the longest first (by the last benchmark)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    hint = expected_seconds()
+    order = sorted(
+        paths, key=lambda p: -hint.get(str(Path(p).resolve().relative_to(ROOT)), DEFAULT_SECONDS)
+    )
+
+    def one(path: Path) -> Run:
+        run = execute(path)
+        if not quiet:
+            verdict = "ok" if run.ok else "FAILED"
+            print(f"{run.seconds:7.1f} s  {verdict:6s} {run.name}", flush=True)
+        return run
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = list(pool.map(one, order))
+    return {run.path: run for run in runs}
+
+
+def store_in_cache(runs: dict[Path, Run], cache_dir: Path) -> int:
+    """Store every notebook that ran without error in a jupyter-cache; return how many.
+
+    This is what MyST-NB itself stores after executing a notebook in ``cache`` mode; on the next
+    build it matches each notebook by its code and kernel, and renders the stored outputs.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(str(cache_dir))
+    n = 0
+    for run in runs.values():
+        if not run.ok:
+            continue
+        cache.cache_notebook_bundle(
+            CacheBundleIn(run.notebook, str(run.path), data={"execution_seconds": run.seconds}),
+            check_validity=False,
+            overwrite=True,
+        )
+        n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of _toc.yml")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks at a time (default 2)")
+    p.add_argument("--cache", type=Path, help="store the executed notebooks in this jupyter-cache")
+    p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: one notebook, here
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        _execute_in_this_process(args.one.resolve(), args.out)
+        return 0
+    sys.path.insert(0, str(ROOT / "tests"))
+    paths = [p.resolve() for p in args.notebooks] or book_notebooks()
+    start = time.perf_counter()
+    runs = execute_all(paths, jobs=args.jobs, quiet=False)
+    failed = [r for r in runs.values() if not r.ok]
+    for r in failed:
+        print(f"\n=== {r.name} failed:\n{r.error}\n--- its log:\n{r.log[-3000:]}")
+    if args.cache:
+        print(f"stored {store_in_cache(runs, args.cache)} notebook(s) in {args.cache}")
+    print(f"{len(runs)} notebook(s), {len(failed)} failed, {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
