@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import nbformat
@@ -261,10 +262,79 @@ def test_make_student_cli_mirrors_the_folder_and_skips_notebooks_without_solutio
     assert ms.main([str(src), str(src)]) == 2  # refuses to overwrite the instructor notebooks
 
 
-def test_annotate_adds_nbgrader_metadata(tmp_path):
+def _annotated_roles(nb: nbformat.NotebookNode) -> list[tuple]:
+    """(grade, solution, locked, task, points) of each cell, as annotated."""
+    return [
+        tuple(
+            c.metadata["nbgrader"].get(k) for k in ("grade", "solution", "locked", "task", "points")
+        )
+        for c in nb.cells
+    ]
+
+
+def test_annotate_gives_every_cell_its_nbgrader_role():
+    from nbgrader.nbgraderformat import MetadataValidator
+
     nb = _instructor_notebook()
-    assert ms.annotate_nbgrader(nb, prefix="ex") == 3  # code, markdown solution, mark scheme
-    meta = nb.cells[1].metadata["nbgrader"]
-    assert meta["solution"] is True and meta["schema_version"] == 3 and meta["grade_id"]
-    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
-    assert len(set(ids)) == len(ids)
+    nb.cells += [
+        nbformat.v4.new_code_cell("check_f(f)\ncheck_g(f);"),  # two checker calls: 2 points
+        nbformat.v4.new_code_cell("check_f(lambda x: x)"),  # not the student's function: read-only
+        nbformat.v4.new_code_cell("print(f(1))", metadata={"dlbook": {"points": 3}}),
+    ]
+    assert ms.annotate_nbgrader(nb, prefix="ex") == 3  # code and markdown solution, worked answer
+    assert _annotated_roles(nb) == [
+        (False, False, True, False, None),  # read-only
+        (False, True, False, False, None),  # solution
+        (True, False, True, False, 1),  # hidden tests: autograded, 1 point
+        (True, True, False, False, 1),  # markdown solution: written answer
+        (False, False, True, True, 1),  # mark scheme: task
+        (True, True, False, False, 1),  # tagged worked answer: written answer, text replaced
+        (True, False, True, False, 2),
+        (False, False, True, False, None),
+        (True, False, True, False, 3),
+    ]
+    MetadataValidator().validate_nb(nb)  # nbgrader's own schema check
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells]
+    assert len(set(ids)) == len(ids) and all(i.startswith("ex-") for i in ids)
+    before = nbformat.writes(nb)
+    ms.annotate_nbgrader(nb, prefix="other")  # again: nothing changes, grade_ids are kept
+    assert nbformat.writes(nb) == before
+
+
+def test_annotate_replaces_a_copied_grade_id_and_validates_its_inputs():
+    nb = _instructor_notebook()
+    ms.annotate_nbgrader(nb, prefix="ex")
+    nb.cells.append(
+        nbformat.v4.new_code_cell("x = 1", metadata=copy.deepcopy(nb.cells[0].metadata))
+    )
+    ms.annotate_nbgrader(nb, prefix="ex")
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells]
+    assert len(set(ids)) == len(ids) and ids[0] == f"ex-{nb.cells[0].id}"
+    with pytest.raises(ValueError, match="expected a prefix"):
+        ms.annotate_nbgrader(nb, prefix="two words")
+    with pytest.raises(ValueError, match="expected an nbformat notebook"):
+        ms.annotate_nbgrader({"cells": []})
+    nb.cells[0].metadata["dlbook"] = {"points": -1}
+    with pytest.raises(ValueError, match=r"dlbook\.points must be an integer >= 0, got -1"):
+        ms.annotate_nbgrader(nb)
+    del nb.cells[0].metadata["dlbook"]
+    nb.cells[1].metadata["dlbook"] = {"points": 2}  # on the student's code: it cannot score
+    with pytest.raises(ValueError, match="got it on a solution code cell"):
+        ms.annotate_nbgrader(nb)
+    tagged = nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")
+    tagged.metadata["tags"] = ["solution"]
+    nb.cells[0] = tagged
+    with pytest.raises(ValueError, match="got both"):
+        ms.annotate_nbgrader(nb)
+
+
+def test_annotate_cli_works_in_place_and_only_on_notebooks_with_solutions(tmp_path, capsys):
+    nbformat.write(_instructor_notebook(), tmp_path / "exercises.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "plain.ipynb")
+    plain = (tmp_path / "plain.ipynb").read_text()
+    assert ms.main(["--annotate", str(tmp_path)]) == 0
+    assert "1 autograded test cell(s) worth 1 point(s)" in capsys.readouterr().out
+    nb = nbformat.read(tmp_path / "exercises.ipynb", as_version=4)
+    assert all(c.metadata["nbgrader"]["grade_id"].startswith("exercises-") for c in nb.cells)
+    assert (tmp_path / "plain.ipynb").read_text() == plain
+    assert ms.main(["--annotate", str(tmp_path / "missing")]) == 2

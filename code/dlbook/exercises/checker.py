@@ -76,6 +76,11 @@ class CheckReport:
     def __str__(self) -> str:
         return "\n".join(self.lines)
 
+    def _ipython_display_(self) -> None:
+        """Show nothing: the check has printed its lines already. A checker call that ends a
+        cell then leaves no second copy in the book, and nbgrader sees no result value in its
+        autograded test cells (a non-numeric one makes it warn)."""
+
 
 # ----------------------------------------------------------------------------- comparing values
 
