@@ -4,10 +4,11 @@
     python -m benchmarks.book --quick         # CI-sized: the preface's notebooks, no build
     python -m benchmarks.book --only 03-gpt   # the notebooks whose path contains 03-gpt
 
-Each notebook runs in a fresh kernel, as nbval and the book build run it; the build runs into a
-temporary folder with an empty execution cache, so it executes every notebook again. Budgets:
-4 minutes per notebook on the 2-core CPU; 45 minutes for the whole ``pytest`` (which executes
-every notebook twice: nbval, then the book build).
+Each notebook runs alone in a fresh kernel, one after the other, as a reader's
+``jupyter-book build .`` runs it; the build runs into a temporary folder with an empty execution
+cache, so it executes every notebook again. Budgets: 4 minutes per notebook on the 2-core CPU;
+45 minutes for the whole ``pytest``, which executes every notebook once, two at a time
+(``tests/notebook_runs.py``), and builds the book from those runs.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def main(argv=None) -> None:
         status = "ok" if r.returncode == 0 else f"FAILED (exit {r.returncode})"
         rows.append(["`jupyter-book build .` (fresh cache)", f"{build:.1f}", status])
         notes += (
-            f" pytest executes every notebook twice (nbval, then the build): about "
-            f"{(total + build) / 60:.1f} min of the 45-minute budget before the unit tests."
+            f" A reader's build executes every notebook: {build / 60:.1f} min. pytest executes each"
+            " notebook once, two at a time, and builds the book from those runs."
         )
     record(
         "book: notebook execution times",

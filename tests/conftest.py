@@ -14,6 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))  # the book's Sphinx extensions hold code the tests reuse
 sys.path.insert(0, str(ROOT / "tests"))  # notebook_runs, nbtools
+sys.path.insert(1, str(ROOT))  # the benchmarks package
 
 
 def toc_entries() -> list[str]:

@@ -3,6 +3,7 @@
     python tests/notebook_runs.py                        every notebook of _toc.yml, 2 at a time
     python tests/notebook_runs.py --jobs 1 NB.ipynb ...  some notebooks, one at a time
     python tests/notebook_runs.py --cache DIR            also store them in a jupyter-cache
+    python tests/notebook_runs.py --smoke                the full budget's code, loops cut short
 
 Each notebook runs exactly as the book build runs it: MyST-NB's own executor
 (``jupyter_cache.executors.utils.single_nb_execution``, which the build calls in its ``cache``
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +45,7 @@ class Run:
     """One notebook's execution: the executed notebook and what went wrong, if anything."""
 
     path: Path  # the notebook, absolute
+    env: dict[str, str]  # the environment variables it ran with, beyond the session's
     seconds: float
     notebook: nbformat.NotebookNode | None  # the executed notebook (None: the run crashed)
     error: str | None  # the executor's exception and traceback, or None
@@ -50,11 +53,37 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.notebook is not None
+        return self.failure() is None
 
     @property
     def name(self) -> str:
-        return str(self.path.relative_to(ROOT))
+        return str(self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path)
+
+    def failure(self) -> str | None:
+        """What went wrong, as nbval would report it (the cell, its error), or None.
+
+        A run passes when every code cell executed and none produced an error: the check of
+        nbval's ``--nbval-lax`` mode, in which the notebooks' own asserts are the claims.
+        """
+        settings = " ".join(f"{k}={v}" for k, v in self.env.items())
+        name = f"{self.name}{f' ({settings})' if settings else ''}"
+        if self.notebook is None:
+            return f"{name}: {self.error}\n--- log:\n{self.log[-3000:]}"
+        code = [(i, c) for i, c in enumerate(self.notebook.cells) if c.cell_type == "code"]
+        for i, cell in code:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    return (
+                        f"{name} failed after {self.seconds:.0f} s, cell {i}:\n"
+                        f"{cell.source[:500]}\n{out.get('ename')}: {out.get('evalue')}\n"
+                        f"{self.error or ''}"
+                    )
+        if self.error:
+            return f"{name} failed after {self.seconds:.0f} s:\n{self.error}"
+        not_run = [i for i, c in code if c.source.strip() and c.get("execution_count") is None]
+        if not_run:
+            return f"{name}: cells {not_run} were never executed"
+        return None
 
 
 def execute_config() -> dict:
@@ -109,9 +138,15 @@ def _execute_in_this_process(path: Path, out: Path) -> None:
     )
 
 
-def execute(path: Path) -> Run:
-    """Execute one notebook in a subprocess of its own (a fresh kernel, its own stderr)."""
-    path = Path(path).resolve()
+SMOKE = {"DLBOOK_BUDGET": "full", "DLBOOK_SMOKE": "1"}  # see dlbook.runtime.smoke
+
+
+def execute(path: Path, env: dict[str, str] | None = None) -> Run:
+    """Execute one notebook in a subprocess of its own (a fresh kernel, its own stderr).
+
+    ``env``: environment variables to set for it (and its kernel), e.g. :data:`SMOKE`.
+    """
+    path, env = Path(path).resolve(), dict(env or {})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
@@ -120,11 +155,13 @@ def execute(path: Path) -> Run:
             capture_output=True,
             text=True,
             cwd=ROOT,
+            env={**os.environ, **env},
         )
         log = proc.stdout + proc.stderr
         if proc.returncode != 0 or not out.is_file():
             return Run(
                 path,
+                env,
                 time.perf_counter() - start,
                 None,
                 f"the executor exited with {proc.returncode}",
@@ -132,27 +169,43 @@ def execute(path: Path) -> Run:
             )
         data = json.loads(out.read_text())
     nb = nbformat.reads(data["notebook"], as_version=4)
-    return Run(path, data["seconds"], nb, data["error"], log)
+    return Run(path, env, data["seconds"], nb, data["error"], log)
 
 
-def execute_all(paths: list[Path], jobs: int = 2, quiet: bool = True) -> dict[Path, Run]:
-    """Execute ``paths``, ``jobs`` at a time, the longest first (by the last benchmark)."""
+def execute_many(
+    runs: list[tuple[Path, dict[str, str]]], jobs: int = 2, quiet: bool = True
+) -> list[Run]:
+    """Execute each ``(notebook, env)``, ``jobs`` at a time, the longest first (by the last
+    benchmark); return the runs in the order given."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     hint = expected_seconds()
-    order = sorted(
-        paths, key=lambda p: -hint.get(str(Path(p).resolve().relative_to(ROOT)), DEFAULT_SECONDS)
-    )
 
-    def one(path: Path) -> Run:
-        run = execute(path)
+    def expected(item: tuple[Path, dict]) -> float:
+        path = Path(item[0]).resolve()
+        name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        return hint.get(name, DEFAULT_SECONDS)
+
+    order = sorted(range(len(runs)), key=lambda i: -expected(runs[i]))
+
+    def one(i: int) -> Run:
+        run = execute(*runs[i])
         if not quiet:
             verdict = "ok" if run.ok else "FAILED"
-            print(f"{run.seconds:7.1f} s  {verdict:6s} {run.name}", flush=True)
+            settings = " ".join(f"{k}={v}" for k, v in run.env.items())
+            print(f"{run.seconds:7.1f} s  {verdict:6s} {run.name} {settings}", flush=True)
         return run
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        runs = list(pool.map(one, order))
+        done = dict(zip(order, pool.map(one, order)))
+    return [done[i] for i in range(len(runs))]
+
+
+def execute_all(
+    paths: list[Path], jobs: int = 2, quiet: bool = True, env: dict[str, str] | None = None
+) -> dict[Path, Run]:
+    """Execute ``paths`` with the same ``env``, ``jobs`` at a time; ``{path: Run}``."""
+    runs = execute_many([(Path(p), dict(env or {})) for p in paths], jobs=jobs, quiet=quiet)
     return {run.path: run for run in runs}
 
 
@@ -184,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of _toc.yml")
     p.add_argument("--jobs", type=int, default=2, help="notebooks at a time (default 2)")
     p.add_argument("--cache", type=Path, help="store the executed notebooks in this jupyter-cache")
+    p.add_argument("--smoke", action="store_true", help="DLBOOK_BUDGET=full DLBOOK_SMOKE=1")
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: one notebook, here
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -193,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     paths = [p.resolve() for p in args.notebooks] or book_notebooks()
     start = time.perf_counter()
-    runs = execute_all(paths, jobs=args.jobs, quiet=False)
-    failed = [r for r in runs.values() if not r.ok]
+    runs = execute_all(paths, jobs=args.jobs, quiet=False, env=SMOKE if args.smoke else None)
+    failed = [r for r in runs.values() if r.failure()]
     for r in failed:
-        print(f"\n=== {r.name} failed:\n{r.error}\n--- its log:\n{r.log[-3000:]}")
+        print(f"\n=== {r.failure()}\n--- its log:\n{r.log[-3000:]}")
     if args.cache:
         print(f"stored {store_in_cache(runs, args.cache)} notebook(s) in {args.cache}")
     print(f"{len(runs)} notebook(s), {len(failed)} failed, {time.perf_counter() - start:.0f} s")

@@ -334,3 +334,25 @@ def test_fused_path_on_gpu_matches_explicit(dtype):
     torch.testing.assert_close(fused.double(), explicit, atol=tol, rtol=tol)
     tiled = A.tiled_attention(q.float(), k.float(), v.float(), block=32, is_causal=True)
     torch.testing.assert_close(tiled.double(), explicit, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_attention_dropout_is_unbiased_and_validated(explicit):
+    """Dropout on the weights zeroes some and scales the rest by 1/(1-p): on average over many
+    draws the output is the output without dropout (both paths: explicit and PyTorch's kernel)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    exact = A.scaled_dot_product_attention(q, k, v, is_causal=True, explicit=explicit)
+    torch.manual_seed(0)
+    draws = torch.stack(
+        [
+            A.scaled_dot_product_attention(
+                q, k, v, is_causal=True, explicit=explicit, dropout_p=0.3
+            )
+            for _ in range(2000)
+        ]
+    )
+    assert not torch.allclose(draws[0], exact)  # one draw differs ...
+    torch.testing.assert_close(draws.mean(0), exact, rtol=0, atol=0.05)  # ... the mean does not
+    with pytest.raises(ValueError, match="dropout_p"):
+        A.scaled_dot_product_attention(q, k, v, dropout_p=1.0)

@@ -274,7 +274,7 @@ def test_training_lowers_the_loss_on_a_repeating_pattern():
     losses = []
     for _ in range(60):
         x, y = gpt.get_batch(data, 8, 16)
-        losses.append(gpt.train_step(m, opt, x, y))
+        losses.append(float(gpt.train_step(m, opt, x, y)))
     assert losses[0] > 1.4 and losses[-1] < 0.2
 
 
@@ -307,7 +307,7 @@ def _run(steps, *, start=0, m=None, opt=None, dropout=0.1):
     for s in range(start, steps):
         x, y = gpt.get_batch(data, 4, 16)  # the global RNG: must be restored on resume
         lr = gpt.cosine_lr(s, max_lr=1e-3, min_lr=1e-4, warmup=3, total=12)
-        losses.append(gpt.train_step(m, opt, x, y, lr=lr))
+        losses.append(float(gpt.train_step(m, opt, x, y, lr=lr)))
     return m, opt, losses
 
 
@@ -395,16 +395,23 @@ def test_other_invalid_inputs_raise_value_errors():
 
 
 @pytest.mark.gpu
-def test_gpu_bf16_training_step_and_cached_generation():
+def test_gpu_bf16_training_step_and_cached_generation(monkeypatch):
     dev = torch.device("cuda")
     torch.manual_seed(0)
     m = gpt.GPT(tiny()).to(dev)
     opt = gpt.configure_optimizer(m)
     data = (torch.arange(1000) % 11).to(dev)
     x, y = gpt.get_batch(data, 4, 16, device=dev)
-    loss = gpt.train_step(m, opt, x, y)
-    assert math.isfinite(loss)
+    torch.cuda.set_sync_debug_mode("error")  # any synchronisation in the step raises
+    try:
+        loss = gpt.train_step(m, opt, x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(float(loss))
     prompt = torch.zeros(2, 1, dtype=torch.long, device=dev)
+    bf16 = gpt.generate(m, prompt, 40, greedy=True)  # under bf16 autocast, the cache in bf16
+    assert bf16.shape == (2, 41) and int(bf16.max()) < 11
+    monkeypatch.setenv("DLBOOK_AUTOCAST", "off")  # float32: cached and plain agree exactly
     a = gpt.generate(m, prompt, 20, greedy=True)
     b = gpt.generate(m, prompt, 20, greedy=True, use_cache=False)
     assert torch.equal(a, b)
@@ -422,3 +429,81 @@ def test_gpu_compiled_model_matches_eager_and_checkpoints_unwrap(tmp_path):
         torch.testing.assert_close(compiled(idx)[0], m(idx)[0], rtol=1e-4, atol=1e-4)
     path = gpt.save_checkpoint(tmp_path / "c.pt", compiled)
     assert "wte.weight" in torch.load(path, weights_only=True)["model"]
+
+
+# ----------------------------------------------------------------------------- the GPU path, on CPU
+
+
+def test_a_training_step_reads_nothing_back_from_the_device():
+    """On a GPU a read of a tensor's value (``.item()``, ``bool(t.min() < 0)``) makes the host
+    wait for the device at every step. The ``meta`` device has no values at all: any such read
+    raises there, so a step that completes on it reads none (the old ``loss.item()`` and the
+    id range check both did)."""
+    m = model(dropout=0.1).to("meta")
+    idx = torch.zeros(2, 16, dtype=torch.long, device="meta")
+    loss = gpt.train_step(m, gpt.configure_optimizer(m), idx, idx)
+    assert loss.device.type == "meta" and loss.dim() == 0
+
+
+def test_attention_weights_get_dropout_in_training_mode_only():
+    m = model(dropout=0.5)
+    m.drop.p = 0.0
+    for blk in m.blocks:  # every dropout but the attention weights' off
+        blk.attn.dropout.p = blk.mlp.dropout.p = 0.0
+    idx = torch.randint(11, (2, 16))
+    a, b = m(idx)[0], m(idx)[0]
+    assert not torch.allclose(a, b), "training mode: the attention weights must be dropped"
+    m.eval()
+    torch.testing.assert_close(m(idx)[0], m(idx)[0], rtol=0, atol=0)
+    for blk in m.blocks:
+        blk.attn.explicit = True  # the explicit path drops weights too
+    m.train()
+    assert not torch.allclose(m(idx)[0], m(idx)[0])
+
+
+def test_last_only_gives_the_last_positions_logits():
+    m = model().eval()
+    idx = torch.randint(11, (3, 9))
+    full, _ = m(idx)
+    last, _ = m(idx, last_only=True)
+    assert last.shape == (3, 1, 11)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="last_only"):
+        m(idx, idx, last_only=True)
+
+
+@pytest.mark.parametrize("how", ["DLBOOK_AUTOCAST=bf16", "torch.autocast around generate"])
+def test_generation_under_bf16_autocast_with_and_without_the_cache(how, monkeypatch):
+    """The cache held float32 keys while the queries were bf16 under autocast, and
+    ``generate(..., use_cache=True)`` raised "q, k, v must share a dtype"."""
+    m = model()
+    prompt = torch.randint(11, (2, 3))
+    if how.startswith("DLBOOK"):
+        monkeypatch.setenv("DLBOOK_AUTOCAST", "bf16")
+        ctx = torch.autocast("cpu", enabled=False)  # generate autocasts by itself
+    else:
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+    with ctx:
+        cached = gpt.generate(m, prompt, 30, greedy=True)  # 33 tokens: past the context of 16
+        plain = gpt.generate(m, prompt, 30, greedy=True, use_cache=False)
+    assert cached.shape == plain.shape == (2, 33)
+    assert torch.equal(cached[:, :3], prompt) and int(cached.max()) < 11
+    with ctx:  # the cache itself holds bf16, as the model computes under autocast
+        cache = gpt.KVCache(m.config, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m.eval()(prompt, kv_cache=cache)
+    assert cache.k.dtype == cache.v.dtype == torch.bfloat16
+
+
+def test_autocast_setting_is_validated(monkeypatch):
+    monkeypatch.setenv("DLBOOK_AUTOCAST", "fp8")
+    with pytest.raises(ValueError, match="DLBOOK_AUTOCAST"):
+        gpt.autocast("cpu")
+
+
+def test_a_cache_refuses_keys_of_another_dtype_once_filled():
+    m = model().eval()
+    cache = gpt.KVCache(m.config, 1)
+    m(torch.zeros(1, 4, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="same autocast"):
+        cache.update(0, torch.zeros(1, 2, 1, 8, dtype=torch.bfloat16), torch.zeros(1, 2, 1, 8))

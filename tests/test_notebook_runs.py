@@ -9,6 +9,7 @@ that the book build also renders (the session fixture ``notebook_runs``, see
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 
 import notebook_runs as nr
@@ -23,18 +24,25 @@ def test_the_book_has_notebooks_and_each_is_run():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in NOTEBOOKS])
 def test_notebook_runs_every_cell_without_error(notebook_runs, path):
-    run = notebook_runs[path]
-    assert run.notebook is not None, f"{run.name}: {run.error}\n--- log:\n{run.log[-3000:]}"
-    code = [(i, c) for i, c in enumerate(run.notebook.cells) if c.cell_type == "code"]
-    errors = [
-        (i, c, o) for i, c in code for o in c.get("outputs", []) if o.get("output_type") == "error"
+    failure = notebook_runs[path].failure()
+    assert failure is None, failure
+
+
+def test_a_failing_cell_is_reported_with_its_error_and_the_settings(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("import os\nx = os.environ['DLBOOK_SMOKE']"),
+        nbformat.v4.new_code_cell("assert x == '0', 'the claim fails'"),
+        nbformat.v4.new_code_cell("print('never reached')"),
     ]
-    if errors or run.error:
-        i, cell, out = errors[0] if errors else (None, None, {})
-        where = f"cell {i}:\n{cell.source[:500]}\n" if cell is not None else ""
-        raise AssertionError(
-            f"{run.name} failed after {run.seconds:.0f} s, {where}"
-            f"{out.get('ename', '')}: {out.get('evalue', '')}\n{run.error or ''}"
-        )
-    not_run = [i for i, c in code if c.source.strip() and c.get("execution_count") is None]
-    assert not not_run, f"{run.name}: cells {not_run} were never executed"
+    path = tmp_path / "failing.ipynb"
+    nbformat.write(nb, path)
+    run = nr.execute(path, env={"DLBOOK_SMOKE": "1"})  # the kernel sees the environment
+    failure = run.failure()
+    assert not run.ok and failure is not None
+    assert "cell 1" in failure and "AssertionError: the claim fails" in failure
+    assert "DLBOOK_SMOKE=1" in failure
+    nb.cells = nb.cells[:1]
+    nbformat.write(nb, path)
+    assert nr.execute(path, env={"DLBOOK_SMOKE": "1"}).failure() is None

@@ -18,6 +18,7 @@ from dlbook import runtime
 def clean_env(monkeypatch):
     monkeypatch.delenv("DLBOOK_DEVICE", raising=False)
     monkeypatch.delenv("DLBOOK_BUDGET", raising=False)
+    monkeypatch.delenv("DLBOOK_SMOKE", raising=False)
 
 
 def test_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -133,3 +134,19 @@ def test_gpu_is_chosen_and_seeding_is_repeatable_on_it():
     dlbook.seed_everything(3)
     b = torch.randn(1000, device="cuda")
     assert torch.equal(a, b)
+
+
+def test_a_smoke_run_cuts_the_loops_it_is_told_about_and_nothing_else(monkeypatch):
+    monkeypatch.setenv("DLBOOK_BUDGET", "full")
+    assert not runtime.smoke() and runtime.by_budget(1000, 5000, smoke=3) == 5000
+    monkeypatch.setenv("DLBOOK_SMOKE", "1")
+    assert runtime.smoke()
+    assert runtime.by_budget(1000, 5000, smoke=3) == 3  # a loop length: cut
+    assert runtime.by_budget("small config", "full config") == "full config"  # the rest: full
+    rt = runtime.setup(0, quiet=True)
+    assert rt.smoke and rt.budget == "full" and "smoke run" in str(rt)
+    monkeypatch.setenv("DLBOOK_SMOKE", "0")
+    assert not runtime.smoke() and not runtime.setup(0, quiet=True).smoke
+    monkeypatch.setenv("DLBOOK_SMOKE", "maybe")
+    with pytest.raises(ValueError, match="DLBOOK_SMOKE"):
+        runtime.smoke()

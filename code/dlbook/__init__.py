@@ -1,9 +1,9 @@
 """dlbook: the shared code of *From Backprop to GPT*.
 
 ``import dlbook`` is cheap: it brings in the runtime helpers (:func:`setup`, :func:`device`,
-:func:`seed_everything`, :func:`budget`, :func:`by_budget`); every other module (``dlbook.data``,
-``dlbook.train``, ``dlbook.plot``, ``dlbook.widgets``, ``dlbook.exercises``, and one per chapter)
-is imported on first use, e.g. ``dlbook.data.load_digits()``.
+:func:`seed_everything`, :func:`budget`, :func:`by_budget`, :func:`smoke`); every other module
+(``dlbook.data``, ``dlbook.train``, ``dlbook.plot``, ``dlbook.widgets``, ``dlbook.exercises``, and
+one per chapter) is imported on first use, e.g. ``dlbook.data.load_digits()``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from dlbook.runtime import Runtime, budget, by_budget, device, seed_everything, setup
+from dlbook.runtime import Runtime, budget, by_budget, device, seed_everything, setup, smoke
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "device",
     "seed_everything",
     "setup",
+    "smoke",
 ]
 
 _SUBMODULES = {"data", "exercises", "plot", "runtime", "train", "widgets"}

@@ -127,6 +127,7 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     explicit: bool = False,
     return_weights: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``softmax(q k^T * scale + M) v`` with ``scale = 1/sqrt(d_k)`` by default.
 
@@ -140,6 +141,8 @@ def scaled_dot_product_attention(
         explicit: compute the scores, the softmax and the weighted sum step by step (the teaching
             path) instead of calling PyTorch's fused kernel.
         return_weights: also return the ``(..., T_q, T_k)`` attention weights (explicit path).
+        dropout_p: dropout on the attention weights (a training-time regulariser, as in GPT-2 and
+            nanoGPT); the caller passes 0 in evaluation. The returned weights are before dropout.
 
     Returns:
         ``(..., T_q, d_v)``, and the weights if ``return_weights``.
@@ -147,10 +150,12 @@ def scaled_dot_product_attention(
     Derived in: Chapter 2, *Scaled dot-product attention*.
     """
     _validate(q, k, v, mask, is_causal, scale)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if not (explicit or return_weights):
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
+            q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
         )
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if is_causal:
@@ -158,7 +163,8 @@ def scaled_dot_product_attention(
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1 over the keys
-    out = weights @ v  # (..., T_q, d_v)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    out = dropped @ v  # (..., T_q, d_v)
     return (out, weights) if return_weights else out
 
 

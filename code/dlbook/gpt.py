@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -74,7 +75,8 @@ class GPTConfig:
         n_layer: ``L``, the number of transformer blocks.
         n_head: ``h``, attention heads per block; must divide ``n_embd``.
         n_embd: ``d``, the width of the residual stream.
-        dropout: dropout probability on the embeddings and on each residual branch.
+        dropout: dropout probability on the embeddings, on the attention weights and on each
+            residual branch (nanoGPT's ``dropout``); active in training mode only.
         bias: biases in the linear layers and LayerNorms (GPT-2 has them).
 
     Derived in: Chapter 3, *What a GPT costs*.
@@ -144,6 +146,8 @@ class KVCache:
 
     Buffers ``k`` and ``v`` have shape ``(L, B, h, T_max, d/h)``; ``length`` tokens are filled.
     Memory: ``2 L B T_max d`` numbers (two tensors, ``h * d/h = d`` per token and layer).
+    The buffers take the dtype of the first keys stored: under bf16 autocast the model makes
+    bf16 keys and values, and the cache holds them as bf16 (half the memory of float32).
 
     Derived in: Chapter 3, *The KV cache*.
     """
@@ -173,6 +177,14 @@ class KVCache:
         The caller advances ``length`` once all layers have been updated (see :meth:`advance`).
         """
         start, stop = self.length, self.length + k.shape[2]
+        if k.dtype != self.k.dtype:
+            if start:
+                raise ValueError(
+                    f"the KV cache holds {self.k.dtype} keys, but {k.dtype} keys were added: "
+                    "run every step of one generation under the same autocast"
+                )
+            self.k = self.k.to(k.dtype)  # empty so far: adopt the dtype the model computes in
+            self.v = self.v.to(k.dtype)
         if stop > self.capacity:
             raise ValueError(
                 f"the KV cache holds at most {self.capacity} tokens (the context), "
@@ -205,7 +217,8 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)  # on the output projection
+        self.attn_dropout = config.dropout  # on the attention weights, in training mode
         self.explicit = False  # True: the step-by-step path of dlbook.attention
 
     def forward(
@@ -216,7 +229,10 @@ class CausalSelfAttention(nn.Module):
         # (B, T, d) -> (B, h, T, d/h): each head attends in its own d/h dimensions
         q, k, v = (z.view(B, T, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))
         if kv_cache is None:
-            y = scaled_dot_product_attention(q, k, v, is_causal=True, explicit=self.explicit)
+            p = self.attn_dropout if self.training else 0.0
+            y = scaled_dot_product_attention(
+                q, k, v, is_causal=True, explicit=self.explicit, dropout_p=p
+            )
         else:
             past = kv_cache.length
             k, v = kv_cache.update(layer, k, v)  # (B, h, past + T, d/h)
@@ -328,7 +344,10 @@ class GPT(nn.Module):
                 f"block_size={self.config.block_size}; crop it to the last "
                 f"{self.config.block_size} tokens"
             )
-        if _compiling():  # the value check below reads tensor values: skip it in a graph
+        # The value check reads the ids: free on the CPU, but on a GPU it would make every step
+        # wait for the device (a synchronisation). There an id out of range fails in the
+        # embedding instead (a device-side assert).
+        if idx.device.type != "cpu" or _compiling():
             return
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
             raise ValueError(
@@ -342,12 +361,16 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         *,
         kv_cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``(B, T, V)`` and, given ``(B, T)`` targets, the mean cross-entropy (nats).
 
         With a ``kv_cache`` holding ``n`` tokens, ``idx`` continues them: its tokens sit at
-        positions ``n .. n + T - 1``, and the cache grows by ``T``.
+        positions ``n .. n + T - 1``, and the cache grows by ``T``. ``last_only=True`` computes
+        the logits of the last position alone, ``(B, 1, V)``: all that sampling needs.
         """
+        if last_only and targets is not None:
+            raise ValueError("last_only=True gives no loss: the targets need every position")
         offset = kv_cache.length if kv_cache is not None else 0
         self._check_idx(idx, offset)
         T = idx.shape[1]
@@ -357,6 +380,8 @@ class GPT(nn.Module):
             x = block(x, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(T)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, d)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
@@ -498,8 +523,9 @@ def generate(
 
     A prompt longer than the context is cropped to its last ``block_size`` tokens. Once the
     sequence outgrows the context every token's position shifts, so learned absolute positions
-    force the cache to be rebuilt from the last ``block_size`` tokens at each step (which is
-    what the uncached path computes anyway).
+    make a cache useless: each step then runs the last ``block_size`` tokens afresh, without one
+    (what the uncached path computes anyway). Only the last position's logits are computed. On
+    a GPU the model runs under bf16 autocast, as in training (:func:`autocast`).
 
     Derived in: Chapter 3, *Sampling* and *The KV cache*.
     """
@@ -519,16 +545,14 @@ def generate(
     try:
         for _ in range(max_new_tokens):
             context = out[:, -T:]
-            if not use_cache:
-                logits, _ = model(context)
-            elif cache is not None and cache.length < T and cache.length == out.shape[1] - 1:
-                logits, _ = model(out[:, -1:], kv_cache=cache)  # only the newest token
-            else:  # first step, or the window slid: (re)build the cache from the context
-                dtype = model.wte.weight.dtype
-                cache = KVCache(cfg, B, device=idx.device, dtype=dtype)
-                logits, _ = model(context, kv_cache=cache)
-                if out.shape[1] > T:  # positions shifted: do not reuse this cache next step
-                    cache = None
+            with autocast(idx.device):
+                if not use_cache or out.shape[1] > T:  # past the context: no cache can help
+                    logits, _ = model(context, last_only=True)
+                elif cache is not None and cache.length == out.shape[1] - 1:
+                    logits, _ = model(out[:, -1:], kv_cache=cache)  # only the newest token
+                else:  # the first step: run the prompt once, filling the cache
+                    cache = KVCache(cfg, B, device=idx.device, dtype=model.wte.weight.dtype)
+                    logits, _ = model(context, kv_cache=cache, last_only=True)
             nxt = sample_next(
                 logits[:, -1, :],
                 temperature=temperature,
@@ -581,12 +605,23 @@ def get_batch(
     return x, y
 
 
+AUTOCAST_ENV = "DLBOOK_AUTOCAST"
+
+
 def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (matrix products in bfloat16, reductions in float32); nothing on
-    other devices, where the model runs in float32."""
+    other devices, where the model runs in float32.
+
+    The environment variable ``DLBOOK_AUTOCAST`` overrides the choice: ``bf16`` autocasts on any
+    device (on a CPU too: how the book's tests rehearse the GPU's mixed precision), ``off``
+    never does.
+    """
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    wanted = os.environ.get(AUTOCAST_ENV, "").strip().lower()
+    if wanted not in ("", "bf16", "off"):
+        raise ValueError(f"{AUTOCAST_ENV} must be 'bf16' or 'off', got {wanted!r}")
+    if wanted == "bf16" or (wanted == "" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -642,7 +677,10 @@ def train_step(
         grad_clip: clip the gradients' global norm to this (None: no clipping).
 
     Returns:
-        The batch's mean cross-entropy in nats, before the update.
+        The batch's mean cross-entropy in nats, before the update, as a 0-dim tensor on the
+        model's device. The step reads nothing back to the host (on a GPU that would make it wait
+        for the device every step); ``float(loss)`` does, so read it only when logging, as
+        :func:`dlbook.train.train_loop` does every ``log_every`` steps.
 
     Derived in: Chapter 3, *Training*.
     """
@@ -657,7 +695,7 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return loss.item()
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -694,13 +732,13 @@ def estimate_loss(
     try:
         for name, data in splits.items():
             gen = torch.Generator().manual_seed(seed)
-            total = 0.0
+            total = torch.zeros((), device=device)
             for _ in range(iters):
                 x, y = get_batch(data, batch_size, block_size, device=device, generator=gen)
                 with autocast(device):
                     _, loss = model(x, y)
-                total += loss.item()
-            out[name] = total / iters
+                total += loss.float()  # summed on the device: one read at the end
+            out[name] = float(total) / iters
     finally:
         model.train(was_training)
     return out

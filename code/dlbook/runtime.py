@@ -5,6 +5,13 @@ fastest device present and reports the run budget. The budget lets one notebook 
 of reader: ``"small"`` settings finish within a few minutes on a laptop CPU (and in the book's
 CI), ``"full"`` settings reproduce the published numbers on a CUDA GPU.
 
+A *smoke run* (``DLBOOK_SMOKE=1``) executes a notebook's code with its budget's configurations
+but cuts every training loop to a few steps: ``by_budget(small=1000, full=5000, smoke=3)`` gives
+3. The book's tests run every notebook with ``DLBOOK_BUDGET=full DLBOOK_SMOKE=1`` on the CPU, so
+that the full-budget path, which only a GPU runs for real, is executed by CI too. Claims about a
+trained model do not hold after three steps: a notebook states them under ``if not rt.smoke:``,
+which shows the reader which claims the full run makes.
+
 Derived in: Preface, *How to run the notebooks*.
 """
 
@@ -13,7 +20,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,19 +29,23 @@ __all__ = [
     "BUDGETS",
     "BUDGET_ENV",
     "DEVICE_ENV",
+    "SMOKE_ENV",
     "Runtime",
     "budget",
     "by_budget",
     "device",
     "seed_everything",
     "setup",
+    "smoke",
 ]
 
 BUDGETS = ("small", "full")
 BUDGET_ENV = "DLBOOK_BUDGET"
 DEVICE_ENV = "DLBOOK_DEVICE"
+SMOKE_ENV = "DLBOOK_SMOKE"
 
 T = TypeVar("T")
+_UNSET: Any = object()
 
 
 def _mps_available() -> bool:
@@ -117,18 +128,39 @@ def budget() -> str:
     return "full" if device().type == "cuda" else "small"
 
 
-def by_budget(small: T, full: T) -> T:
-    """Pick one of two settings by the run budget: ``by_budget(small=500, full=5000)``."""
+def smoke() -> bool:
+    """Whether this is a smoke run (``DLBOOK_SMOKE=1``): the budget's code, loops cut short."""
+    wanted = os.environ.get(SMOKE_ENV, "").strip().lower()
+    if wanted in ("", "0", "false", "no"):
+        return False
+    if wanted in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{SMOKE_ENV} must be 1 or 0, got {wanted!r}")
+
+
+def by_budget(small: T, full: T, *, smoke: T = _UNSET) -> T:
+    """Pick one of two settings by the run budget: ``by_budget(small=500, full=5000)``.
+
+    ``smoke``, given for loop lengths, is what a smoke run takes instead, whatever the budget:
+    ``by_budget(small=1000, full=5000, smoke=3)``.
+    """
+    if smoke is not _UNSET and _smoke():
+        return smoke
     return full if budget() == "full" else small
+
+
+_smoke = smoke  # by_budget's keyword argument hides the function inside it
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What :func:`setup` chose. ``device`` is a ``torch.device``; ``budget`` is a string."""
+    """What :func:`setup` chose. ``device`` is a ``torch.device``; ``budget`` is a string;
+    ``smoke`` says whether loops are cut short (see :func:`smoke`)."""
 
     seed: int
     device: torch.device
     budget: str
+    smoke: bool = False
 
     def __str__(self) -> str:
         name = self.device.type
@@ -136,7 +168,8 @@ class Runtime:
             name = f"cuda ({torch.cuda.get_device_name(self.device)})"
         return (
             f"dlbook {_version()} | torch {torch.__version__} | device: {name} | "
-            f"budget: {self.budget} | seed: {self.seed}"
+            f"budget: {self.budget}{' (smoke run: loops cut short)' if self.smoke else ''} | "
+            f"seed: {self.seed}"
         )
 
 
@@ -162,7 +195,7 @@ def setup(seed: int = 0, *, deterministic: bool = False, quiet: bool = False) ->
     from dlbook import plot
 
     seed_everything(seed, deterministic=deterministic)
-    rt = Runtime(seed=seed, device=device(), budget=budget())
+    rt = Runtime(seed=seed, device=device(), budget=budget(), smoke=smoke())
     plot.enable_inline()
     plot.use_book_style()
     if not quiet:

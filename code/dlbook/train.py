@@ -168,7 +168,9 @@ class _Bundle:
         self.widget, self.text = widget, text
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        from dlbook.widgets import view_bundle  # ipywidgets 7 (Colab's) and 8 alike
+
+        bundle = view_bundle(self.widget, include=include, exclude=exclude)
         bundle["text/plain"] = self.text
         return bundle
 
@@ -236,7 +238,8 @@ def train_loop(
         history: a :class:`History` to append to (e.g. a resumed run's); a new one by default.
         live_plot: redraw the curves in place during training; the final figure stays.
         plot_names: series drawn by the live plot (default: all).
-        log_every: record ``step_fn``'s metrics every this many steps (1: every step).
+        log_every: record ``step_fn``'s metrics every this many steps (1: every step); only
+            then are they read (a tensor on a GPU is read back to the host only when logged).
 
     Returns:
         The :class:`History`; ``history.last("val")`` is the final evaluation.
@@ -266,11 +269,12 @@ def train_loop(
     last_eval = start_step
     for step in bar:
         out = step_fn(step)
-        metrics = dict(out) if isinstance(out, Mapping) else {"train": out}
-        metrics = {k: _as_float(v) for k, v in metrics.items()}
         if (step - start_step) % log_every == 0 or step == steps - 1:
+            # Reading a tensor's value waits for its device: only on the steps that are logged.
+            metrics = dict(out) if isinstance(out, Mapping) else {"train": out}
+            metrics = {k: _as_float(v) for k, v in metrics.items()}
             history.log(step, **metrics)
-        postfix.update(metrics)
+            postfix.update(metrics)
         done = step + 1
         if eval_fn is not None and (done % eval_every == 0 or done == steps):
             postfix.update(evaluate(done))
