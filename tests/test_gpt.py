@@ -507,3 +507,18 @@ def test_a_cache_refuses_keys_of_another_dtype_once_filled():
     m(torch.zeros(1, 4, dtype=torch.long), kv_cache=cache)
     with pytest.raises(ValueError, match="same autocast"):
         cache.update(0, torch.zeros(1, 2, 1, 8, dtype=torch.bfloat16), torch.zeros(1, 2, 1, 8))
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_generation_equals_the_definition_past_the_context(use_cache):
+    """The plain definition: run the model on the last block_size tokens, take the argmax of the
+    last position's logits, append, repeat. 30 new tokens outgrow the 16-token context."""
+    m = model(seed=3).eval()
+    out = torch.randint(11, (2, 5))
+    expected = out
+    with torch.no_grad():
+        for _ in range(30):
+            logits, _ = m(expected[:, -16:])
+            expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    got = gpt.generate(m, out, 30, greedy=True, use_cache=use_cache)
+    assert torch.equal(got, expected)
