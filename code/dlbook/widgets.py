@@ -8,6 +8,10 @@ controls' output also carries an HTML description of each control (name, range, 
 is what the static book shows in their place: it loads no widget JavaScript, so it reads the same
 offline.
 
+Both ipywidgets 8 and 7 work: Colab's runtime has ipywidgets 7.7 and IPython 7.34, and a widget of
+ipywidgets 7 has no ``_repr_mimebundle_`` (it displays itself through ``_ipython_display_``), so
+:func:`view_bundle` builds the same widget view either way.
+
 Derived in: Preface, *How to read this book* (interactive figures).
 """
 
@@ -18,11 +22,41 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-__all__ = ["InteractiveFigure", "interactive_figure"]
+__all__ = ["VIEW_MIME", "InteractiveFigure", "interactive_figure", "view_bundle"]
 
 NOTE = (
     "Move the controls in Jupyter or Colab to redraw the figure; the HTML book shows the defaults."
 )
+
+VIEW_MIME = "application/vnd.jupyter.widget-view+json"  # a live widget's output, for the front end
+
+
+def view_bundle(widget: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    """A widget's display data (its live view and a text line), on ipywidgets 8 and 7 alike.
+
+    ipywidgets 8 gives it through ``widget._repr_mimebundle_``. ipywidgets 7 (Colab's 7.7.1) has
+    no such method: its ``_ipython_display_`` displays ``{"text/plain": repr,`` :data:`VIEW_MIME`
+    ``: {"version_major": 2, "version_minor": 0, "model_id": ...}}`` and then runs the widget's
+    ``on_displayed`` callbacks. This builds that same data, so that an object of the book can show
+    a widget inside a display bundle of its own.
+
+    Args:
+        widget: an ipywidgets widget.
+        include, exclude: passed on to ``_repr_mimebundle_`` where it exists.
+
+    Returns:
+        A new dict from MIME type to data.
+    """
+    if hasattr(widget, "_repr_mimebundle_"):  # ipywidgets >= 8 (set to None once closed)
+        method = widget._repr_mimebundle_
+        return dict((method(include=include, exclude=exclude) if method else None) or {})
+    # ipywidgets 7: what its Widget._ipython_display_ displays, and its callbacks
+    text = repr(widget)
+    data: dict[str, Any] = {"text/plain": text[:110] + "…" if len(text) > 110 else text}
+    if getattr(widget, "_view_name", None) is not None:
+        data[VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": widget._model_id}
+        widget._handle_displayed()
+    return data
 
 
 def _describe(name: str, w: Any) -> str:
@@ -57,7 +91,7 @@ class _Controls:
         lines = [_describe(n, w) for n, w in self.controls.items()]
         note = f"<br><em>{html.escape(NOTE)}</em>" if self.note else ""
         items = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in lines)
-        bundle = dict(self.box._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle = view_bundle(self.box, include=include, exclude=exclude)
         bundle["text/plain"] = "Controls:\n" + "\n".join(lines) + (f"\n{NOTE}" if self.note else "")
         bundle["text/html"] = (
             f'<div class="dlbook-controls"><strong>Controls</strong><ul>{items}</ul>{note}</div>'
