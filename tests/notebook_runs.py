@@ -16,7 +16,11 @@ once per ``pytest`` run, and both checks see that one execution.
 
 Each notebook executes in a subprocess of its own, so a kernel that prints noise as it shuts down
 (jupyter_client's ZMQ callbacks) prints it into that subprocess's log, which is kept for a failing
-notebook and never parsed: whether a notebook passed is what its executor returned.
+notebook and never parsed: whether a notebook passed is what its executor returned. The run
+settings of ``dlbook`` (``DLBOOK_BUDGET``, ``DLBOOK_SMOKE``, ``DLBOOK_AUTOCAST``) come only from
+the caller's ``env``, never from the shell the tests were started in. A notebook whose asserts
+depend on measured time (``"dlbook": {"run_alone": true}`` in its metadata) runs while no other
+notebook does.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class Run:
             return f"{name}: {self.error}\n--- log:\n{self.log[-3000:]}"
         code = [(i, c) for i, c in enumerate(self.notebook.cells) if c.cell_type == "code"]
         for i, cell in code:
+            if "raises-exception" in cell.metadata.get("tags", []):  # allowed, as in nbval
+                continue
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     return (
@@ -139,24 +145,40 @@ def _execute_in_this_process(path: Path, out: Path) -> None:
 
 
 SMOKE = {"DLBOOK_BUDGET": "full", "DLBOOK_SMOKE": "1"}  # see dlbook.runtime.smoke
+RUN_SETTINGS = ("DLBOOK_BUDGET", "DLBOOK_SMOKE", "DLBOOK_AUTOCAST")  # set by the caller only
 
 
-def execute(path: Path, env: dict[str, str] | None = None) -> Run:
+def runs_alone(path: Path) -> bool:
+    """Whether the notebook asks to run alone: its asserts compare measured times."""
+    nb = nbformat.read(path, as_version=4)
+    return bool(nb.metadata.get("dlbook", {}).get("run_alone", False))
+
+
+def execute(path: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> Run:
     """Execute one notebook in a subprocess of its own (a fresh kernel, its own stderr).
 
-    ``env``: environment variables to set for it (and its kernel), e.g. :data:`SMOKE`.
+    ``env``: environment variables to set for it (and its kernel), e.g. :data:`SMOKE`; the run
+    settings it does not name are unset. ``timeout``: seconds for the whole notebook.
     """
     path, env = Path(path).resolve(), dict(env or {})
+    base = {k: v for k, v in os.environ.items() if k not in RUN_SETTINGS}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(path), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **env},
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", str(path), "--out", str(out)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env={**base, **env},
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as err:
+            log = f"{err.stdout or ''}{err.stderr or ''}"
+            return Run(
+                path, env, time.perf_counter() - start, None, f"out of time ({timeout:.0f} s)", log
+            )
         log = proc.stdout + proc.stderr
         if proc.returncode != 0 or not out.is_file():
             return Run(
@@ -173,12 +195,18 @@ def execute(path: Path, env: dict[str, str] | None = None) -> Run:
 
 
 def execute_many(
-    runs: list[tuple[Path, dict[str, str]]], jobs: int = 2, quiet: bool = True
+    runs: list[tuple[Path, dict[str, str]]],
+    jobs: int = 2,
+    quiet: bool = True,
+    timeout: float | None = None,
 ) -> list[Run]:
     """Execute each ``(notebook, env)``, ``jobs`` at a time, the longest first (by the last
-    benchmark); return the runs in the order given."""
+    benchmark), and those that ask to run alone (:func:`runs_alone`) first, one by one; return
+    the runs in the order given. ``timeout``: seconds for all of them, after which the rest are
+    reported as out of time."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    deadline = None if timeout is None else time.perf_counter() + timeout
     hint = expected_seconds()
 
     def expected(item: tuple[Path, dict]) -> float:
@@ -189,15 +217,19 @@ def execute_many(
     order = sorted(range(len(runs)), key=lambda i: -expected(runs[i]))
 
     def one(i: int) -> Run:
-        run = execute(*runs[i])
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1.0)
+        run = execute(*runs[i], timeout=left)
         if not quiet:
             verdict = "ok" if run.ok else "FAILED"
             settings = " ".join(f"{k}={v}" for k, v in run.env.items())
             print(f"{run.seconds:7.1f} s  {verdict:6s} {run.name} {settings}", flush=True)
         return run
 
+    alone = [i for i in order if runs_alone(runs[i][0])]
+    done = {i: one(i) for i in alone}
+    rest = [i for i in order if i not in done]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = dict(zip(order, pool.map(one, order)))
+        done.update(zip(rest, pool.map(one, rest)))
     return [done[i] for i in range(len(runs))]
 
 

@@ -24,15 +24,22 @@ def test_the_book_has_notebooks_and_each_is_run():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in NOTEBOOKS])
 def test_notebook_runs_every_cell_without_error(notebook_runs, path):
-    failure = notebook_runs[path].failure()
+    run = notebook_runs[path]
+    failure = run.failure()
     assert failure is None, failure
+    setup = next(c for c in run.notebook.cells if c.cell_type == "code")
+    printed = "".join(o.get("text", "") for o in setup.outputs)
+    assert "budget: " in printed and "smoke run" not in printed, f"not a normal run: {printed}"
 
 
-def test_a_failing_cell_is_reported_with_its_error_and_the_settings(tmp_path):
+def test_a_failing_cell_is_reported_with_its_error_and_the_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLBOOK_BUDGET", "full")  # a setting of the shell: not passed on
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        nbformat.v4.new_code_cell("import os\nx = os.environ['DLBOOK_SMOKE']"),
+        nbformat.v4.new_code_cell(
+            "import os\nx = os.environ['DLBOOK_SMOKE']\nassert 'DLBOOK_BUDGET' not in os.environ"
+        ),
         nbformat.v4.new_code_cell("assert x == '0', 'the claim fails'"),
         nbformat.v4.new_code_cell("print('never reached')"),
     ]

@@ -23,7 +23,9 @@ import notebook_runs as nr
 from conftest import ROOT
 
 READS_BUDGET = re.compile(r"\bby_budget\(|\brt\.budget\b|\bdlbook\.budget\(|\brt\.smoke\b")
-USES_AUTOCAST = re.compile(r"\bgpt\.(train_step|estimate_loss|generate)\(")
+USES_AUTOCAST = re.compile(
+    r"\bgpt\.(train_step|estimate_loss|generate)\(|from dlbook\.gpt import|from dlbook import gpt\b"
+)
 
 
 def _code(path) -> str:

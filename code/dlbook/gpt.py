@@ -344,10 +344,10 @@ class GPT(nn.Module):
                 f"block_size={self.config.block_size}; crop it to the last "
                 f"{self.config.block_size} tokens"
             )
-        # The value check reads the ids: free on the CPU, but on a GPU it would make every step
-        # wait for the device (a synchronisation). There an id out of range fails in the
-        # embedding instead (a device-side assert).
-        if idx.device.type != "cpu" or _compiling():
+        # The value check reads the ids: free on the CPU, but on a CUDA GPU it would make every
+        # step wait for the device (a synchronisation); there an id out of range fails in the
+        # embedding instead (a device-side assert). Devices without values (meta) skip it too.
+        if idx.device.type not in ("cpu", "mps") or _compiling():
             return
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
             raise ValueError(
@@ -513,19 +513,22 @@ def generate(
     greedy: bool = False,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    autocast: bool = True,
 ) -> torch.Tensor:
     """Continue ``(B, T0)`` prompts by ``max_new_tokens`` sampled tokens: ``(B, T0 + n)``.
 
     Without a cache every step runs the model on the whole (cropped) context again: step ``t``
     costs ``O(t)`` token computations and ``O(t^2)`` attention. With ``use_cache=True`` the
     prompt is run once and then only the newest token, whose keys and values are appended to a
-    :class:`KVCache`. Both give the same tokens for the same ``generator`` state.
+    :class:`KVCache`. In float32 both give the same tokens for the same ``generator`` state;
+    under bf16 autocast the two paths round differently and may, rarely, differ.
 
     A prompt longer than the context is cropped to its last ``block_size`` tokens. Once the
     sequence outgrows the context every token's position shifts, so learned absolute positions
     make a cache useless: each step then runs the last ``block_size`` tokens afresh, without one
     (what the uncached path computes anyway). Only the last position's logits are computed. On
-    a GPU the model runs under bf16 autocast, as in training (:func:`autocast`).
+    a GPU the model runs under bf16 autocast, as in training (:func:`autocast`);
+    ``autocast=False`` keeps it in float32.
 
     Derived in: Chapter 3, *Sampling* and *The KV cache*.
     """
@@ -543,15 +546,18 @@ def generate(
     out = idx
     cache: KVCache | None = None
     try:
+        precision = _autocast(idx.device) if autocast else contextlib.nullcontext()
+        # the cache holds what the model computes: bf16 keys and values under bf16 autocast
+        dtype = getattr(precision, "fast_dtype", None) or model.wte.weight.dtype
         for _ in range(max_new_tokens):
             context = out[:, -T:]
-            with autocast(idx.device):
+            with precision:
                 if not use_cache or out.shape[1] > T:  # past the context: no cache can help
                     logits, _ = model(context, last_only=True)
                 elif cache is not None and cache.length == out.shape[1] - 1:
                     logits, _ = model(out[:, -1:], kv_cache=cache)  # only the newest token
                 else:  # the first step: run the prompt once, filling the cache
-                    cache = KVCache(cfg, B, device=idx.device, dtype=model.wte.weight.dtype)
+                    cache = KVCache(cfg, B, device=idx.device, dtype=dtype)
                     logits, _ = model(context, kv_cache=cache, last_only=True)
             nxt = sample_next(
                 logits[:, -1, :],
@@ -620,9 +626,13 @@ def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
     wanted = os.environ.get(AUTOCAST_ENV, "").strip().lower()
     if wanted not in ("", "bf16", "off"):
         raise ValueError(f"{AUTOCAST_ENV} must be 'bf16' or 'off', got {wanted!r}")
-    if wanted == "bf16" or (wanted == "" and device.type == "cuda"):
+    on = wanted == "bf16" or (wanted == "" and device.type == "cuda")
+    if on and device.type in ("cuda", "cpu"):  # the devices whose bf16 autocast the book uses
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+_autocast = autocast  # generate's keyword argument hides the function inside it
 
 
 def configure_optimizer(
@@ -668,7 +678,7 @@ def train_step(
     *,
     lr: float | None = None,
     grad_clip: float | None = 1.0,
-) -> float:
+) -> torch.Tensor:
     """One optimisation step on a batch: forward, cross-entropy, backward, clip, update.
 
     Args:

@@ -7,8 +7,9 @@ CI), ``"full"`` settings reproduce the published numbers on a CUDA GPU.
 
 A *smoke run* (``DLBOOK_SMOKE=1``) executes a notebook's code with its budget's configurations
 but cuts every training loop to a few steps: ``by_budget(small=1000, full=5000, smoke=3)`` gives
-3. The book's tests run every notebook with ``DLBOOK_BUDGET=full DLBOOK_SMOKE=1`` on the CPU, so
-that the full-budget path, which only a GPU runs for real, is executed by CI too. Claims about a
+3. The book's tests run every notebook that reads the budget with ``DLBOOK_BUDGET=full
+DLBOOK_SMOKE=1`` on the CPU, so that the full-budget path, which only a GPU runs for real, is
+executed by CI too. Claims about a
 trained model do not hold after three steps: a notebook states them under ``if not rt.smoke:``,
 which shows the reader which claims the full run makes.
 
