@@ -63,6 +63,13 @@ class Run:
     def name(self) -> str:
         return str(self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path)
 
+    def setup_output(self) -> str:
+        """What the notebook's first code cell printed (``dlbook.setup``'s line: the budget)."""
+        if self.notebook is None:
+            return ""
+        setup = next((c for c in self.notebook.cells if c.cell_type == "code"), None)
+        return "".join(o.get("text", "") for o in setup.outputs) if setup is not None else ""
+
     def failure(self) -> str | None:
         """What went wrong, as nbval would report it (the cell, its error), or None.
 

@@ -27,8 +27,7 @@ def test_notebook_runs_every_cell_without_error(notebook_runs, path):
     run = notebook_runs[path]
     failure = run.failure()
     assert failure is None, failure
-    setup = next(c for c in run.notebook.cells if c.cell_type == "code")
-    printed = "".join(o.get("text", "") for o in setup.outputs)
+    printed = run.setup_output()
     assert "budget: " in printed and "smoke run" not in printed, f"not a normal run: {printed}"
 
 

@@ -61,8 +61,7 @@ def test_notebook_passes_a_smoke_run_of_the_full_budget(smoke_runs, index):
     run = smoke_runs[index]
     failure = run.failure()
     assert failure is None, failure
-    setup = next(c for c in run.notebook.cells if c.cell_type == "code")
-    printed = "".join(o.get("text", "") for o in setup.outputs)
+    printed = run.setup_output()
     assert "budget: full (smoke run" in printed, f"not a smoke run of the full budget: {printed}"
 
 
