@@ -192,10 +192,10 @@ def notebook_labels(srcdir: str | Path) -> dict[str, str]:
     """``label -> docname`` for every ``(label)=`` target in the notebooks under ``chapters/``."""
     import nbformat
 
+    from dlbook.nbtools import notebooks
+
     labels = {}
-    for nb_path in sorted((Path(srcdir) / "chapters").rglob("*.ipynb")):
-        if any(p.startswith((".", "_")) for p in nb_path.relative_to(srcdir).parts):
-            continue
+    for nb_path in notebooks(Path(srcdir) / "chapters"):
         nb = nbformat.read(nb_path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "markdown":
@@ -218,15 +218,14 @@ def write_student_notebooks(srcdir: str | Path, outdir: str | Path) -> dict[str,
     import nbformat
 
     from dlbook.exercises.make_student import has_solutions, student_notebook
+    from dlbook.nbtools import notebooks
 
     srcdir, outdir = Path(srcdir), Path(outdir)
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     written: dict[str, Path] = {}
-    for nb_path in sorted((srcdir / "chapters").rglob("*.ipynb")):
+    for nb_path in notebooks(srcdir / "chapters"):
         rel = nb_path.relative_to(srcdir)
-        if any(p.startswith((".", "_")) for p in rel.parts):
-            continue
         nb = nbformat.read(nb_path, as_version=4)
         if not has_solutions(nb):
             continue

@@ -24,18 +24,15 @@ import torch
 from nbclient import NotebookClient
 
 from benchmarks._common import parser, record, table
+from dlbook import nbtools
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 240.0
 
 
 def notebooks(only: str | None = None) -> list[Path]:
-    paths = sorted(
-        p
-        for p in (ROOT / "chapters").rglob("*.ipynb")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(ROOT).parts)
-    )
-    return [p for p in paths if only is None or only in str(p)]
+    """The book's notebooks (``dlbook.nbtools.notebooks``), those whose path contains ``only``."""
+    return [p for p in nbtools.notebooks(ROOT / "chapters") if only is None or only in str(p)]
 
 
 def run_notebook(path: Path) -> float:

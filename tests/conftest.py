@@ -9,47 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from dlbook import nbtools
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))  # the book's Sphinx extensions hold code the tests reuse
-sys.path.insert(0, str(ROOT / "tests"))  # notebook_runs, nbtools
+sys.path.insert(0, str(ROOT / "tests"))  # notebook_runs
 sys.path.insert(1, str(ROOT))  # the benchmarks package
 
 
 def toc_entries() -> list[str]:
-    """Every file of ``_toc.yml``, without suffix, in reading order (the root first)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    out = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                out.append(str(Path(e["file"]).with_suffix("")))
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return out
+    """Every page of ``_toc.yml``, without suffix, in reading order (the root first)."""
+    return nbtools.toc_entries(ROOT)
 
 
 def toc_parts() -> list[tuple[str, list[str]]]:
-    """``(caption, [files of the part, in order])`` for each part of ``_toc.yml``."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    parts = []
-    for part in toc.get("parts", []):
-        files: list[str] = []
-
-        def walk(entries, files=files):
-            for e in entries or []:
-                if "file" in e:
-                    files.append(str(Path(e["file"]).with_suffix("")))
-                walk(e.get("sections"))
-
-        walk(part.get("chapters"))
-        parts.append((part.get("caption", ""), files))
-    return parts
+    """``(caption, [pages of the part, in order])`` for each part of ``_toc.yml``."""
+    return nbtools.toc_parts(ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -107,9 +107,9 @@ def execute_config() -> dict:
 
 def book_notebooks() -> list[Path]:
     """Every notebook of ``_toc.yml``, in reading order (the ones the build executes)."""
-    from conftest import toc_entries  # one walker of the table of contents
+    from dlbook import nbtools  # here: the executor's subprocesses need no torch of their own
 
-    return [ROOT / f"{e}.ipynb" for e in toc_entries() if (ROOT / f"{e}.ipynb").is_file()]
+    return nbtools.notebooks(ROOT, toc_only=True)
 
 
 def expected_seconds() -> dict[str, float]:
@@ -283,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         _execute_in_this_process(args.one.resolve(), args.out)
         return 0
-    sys.path.insert(0, str(ROOT / "tests"))
     paths = [p.resolve() for p in args.notebooks] or book_notebooks()
     start = time.perf_counter()
     runs = execute_all(paths, jobs=args.jobs, quiet=False, env=SMOKE if args.smoke else None)

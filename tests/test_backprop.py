@@ -277,7 +277,7 @@ def test_train_classifier_learns_digits_and_is_reproducible():
 
     def run():
         model = bp.mlp([64, 32, 10], seed=0, dtype=np.float32)
-        h = bp.train_classifier(
+        run = bp.train_classifier(
             model,
             d.X_train,
             d.y_train,
@@ -286,9 +286,10 @@ def test_train_classifier_learns_digits_and_is_reproducible():
             epochs=3,
             batch_size=32,
             lr=0.05,
-            live_plot=False,
+            progress="off",
         )
-        return model, h
+        assert run.model is model
+        return model, run.history
 
     model, h = run()
     assert h.last("val_acc") > 0.9
@@ -297,4 +298,4 @@ def test_train_classifier_learns_digits_and_is_reproducible():
     _, h2 = run()
     assert h2.values("train").tolist() == h.values("train").tolist()  # same seed, same numbers
     with pytest.raises(ValueError, match="same length"):
-        bp.train_classifier(model, d.X_train, d.y_train[:-1], live_plot=False)
+        bp.train_classifier(model, d.X_train, d.y_train[:-1], progress="off")

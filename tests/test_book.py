@@ -12,8 +12,9 @@ import re
 import nbformat
 import pytest
 
+from dlbook.nbtools import repository
+
 from conftest import ROOT, toc_entries
-from nbtools import repository
 
 pytestmark = pytest.mark.book
 
@@ -44,7 +45,7 @@ def test_notebook_page_has_its_executed_outputs_and_figures(book_html, entry):
 
 @pytest.mark.parametrize("entry", _notebooks())
 def test_notebook_page_links_colab_to_its_own_notebook(book_html, entry):
-    url, branch = repository()
+    url, branch = repository(ROOT)
     owner_repo = url.removeprefix("https://github.com/")
     expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{entry}.ipynb"
     html = (book_html / f"{entry}.html").read_text()

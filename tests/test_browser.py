@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from dlbook.nbtools import repository
+
 from conftest import ROOT, toc_entries, toc_parts
-from nbtools import repository
 
 CHROMIUM = os.environ.get("DLBOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -122,7 +123,7 @@ def test_page_in_a_browser(browser, site, entry):
             assert page.evaluate("() => !!document.querySelector('mjx-container')")
 
         if (ROOT / f"{entry}.ipynb").is_file():
-            url, branch = repository()
+            url, branch = repository(ROOT)
             owner_repo = url.removeprefix("https://github.com/")
             expected = (
                 f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{entry}.ipynb"

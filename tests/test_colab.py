@@ -250,7 +250,7 @@ import ipywidgets
 import matplotlib
 
 import dlbook
-from dlbook.train import _Bundle, progress
+from dlbook.train import _Bundle, progress_bar
 from dlbook.widgets import VIEW_MIME, _Controls
 
 dlbook.setup(seed=0, quiet=True)
@@ -259,8 +259,8 @@ fmt = get_ipython().display_formatter.format
 controls = {{"n": ipywidgets.IntSlider(value=1, min=0, max=3)}}
 data, _ = fmt(_Controls(ipywidgets.VBox(list(controls.values())), controls, True))
 assert VIEW_MIME in data and "n: IntSlider" in data["text/html"], data
-bar = progress(range(3), desc="check")
-assert type(bar).__name__ == "NotebookProgress", type(bar).__mro__  # tqdm's notebook bar
+bar = progress_bar(range(3), desc="check")
+assert type(bar).__name__ == "_BookProgress", type(bar).__mro__  # tqdm's notebook bar
 for _ in bar:
     pass
 data, _ = fmt(_Bundle(bar.container, str(bar)))

@@ -198,6 +198,30 @@ def test_command_line_seed_and_list(data_cache, tmp_path, monkeypatch, capsys):
     assert "toy" in out and "cached" in out
 
 
+def test_list_and_seed_tell_a_verified_copy_from_a_damaged_one(
+    data_cache, tmp_path, monkeypatch, capsys
+):
+    payload = b"the pinned bytes\n" * 20
+    entry = _entry(tmp_path, payload, urls=["https://example.invalid/toy.bin"])
+    monkeypatch.setitem(data.REGISTRY, "toy", entry)
+    target = data.cached_path("toy")
+    target.parent.mkdir(parents=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def listed_state() -> str:
+        assert data.main(["list"]) == 0
+        rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+        return next(row[3] for row in rows if row[:1] == ["toy"])  # name, size, "B", state
+
+    target.write_bytes(b"X" + payload[1:])  # the right size, the wrong sha256
+    assert listed_state() == "missing"
+    assert data.seed_cache(empty, quiet=True) == []  # a damaged copy is not a seeded dataset
+    target.write_bytes(payload)
+    assert listed_state() == "cached"
+    assert data.seed_cache(empty, quiet=True) == ["toy"]  # a verified copy is kept and counted
+
+
 # ----------------------------------------------------------------------------- IDX
 
 
@@ -295,7 +319,7 @@ def test_char_corpus_from_a_small_text(data_cache, tmp_path, monkeypatch):
 
 
 def test_tinyshakespeare_itself():
-    if not data._matches(data.cached_path("tinyshakespeare"), data.REGISTRY["tinyshakespeare"]):
+    if not data.cached_path("tinyshakespeare").is_file():
         pytest.skip(
             "tiny-shakespeare is not in the cache and there may be no network; "
             "seed it with: python -m dlbook.data seed ../shared/data"

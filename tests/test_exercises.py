@@ -12,7 +12,6 @@ import torch
 
 from dlbook.exercises import Case, Mistake, check, compare
 from dlbook.exercises import make_student as ms
-from dlbook.exercises.demo import check_mse, check_mse_grad
 
 # ----------------------------------------------------------------------------- compare
 
@@ -140,44 +139,6 @@ def test_check_validates_its_own_arguments():
         check(lambda x: x, [], reference=lambda x: x)
     with pytest.raises(ValueError, match="no expected value"):
         check(lambda x: x, _cases())
-
-
-# ----------------------------------------------------------------------------- the demo checkers
-
-
-def test_demo_checkers_accept_right_answers():
-    check_mse(
-        lambda p, y: float(np.mean((p - y) ** 2)),
-    )
-    check_mse_grad(lambda p, y: 2 * (p - y) / p.size)
-
-
-@pytest.mark.parametrize(
-    ("wrong", "phrase"),
-    [
-        (lambda p, y: float(((p - y) ** 2).sum()), "a sum instead of a mean"),
-        (lambda p, y: float(np.abs(p - y).mean()), "no square"),
-        (lambda p, y: float(np.sqrt(((p - y) ** 2).mean())), "a square root"),
-        (lambda p, y: float((p - y).mean() ** 2), "squared mean error"),
-    ],
-)
-def test_mse_checker_rejects_plausible_wrong_answers_by_name(wrong, phrase):
-    with pytest.raises(AssertionError, match=phrase):
-        check_mse(wrong)
-
-
-@pytest.mark.parametrize(
-    ("wrong", "phrase"),
-    [
-        (lambda p, y: (p - y) / p.size, "no factor 2"),
-        (lambda p, y: 2 * (p - y), "no division by the number of entries"),
-        (lambda p, y: 2 * (y - p) / p.size, "the wrong sign"),
-        (lambda p, y: 2 * (p - y) / p.shape[0], "divided by the number of rows only"),
-    ],
-)
-def test_mse_grad_checker_rejects_plausible_wrong_answers_by_name(wrong, phrase):
-    with pytest.raises(AssertionError, match=phrase):
-        check_mse_grad(wrong)
 
 
 # ----------------------------------------------------------------------------- make_student

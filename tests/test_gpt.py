@@ -1,5 +1,5 @@
-"""Tests of dlbook.gpt: shapes, causality, the KV cache, the parameter formula, sampling,
-checkpoints and input validation.
+"""Tests of dlbook.gpt and dlbook.checkpoint: shapes, causality, the KV cache, the parameter
+formula, sampling, checkpoints, input validation, and the package's public names.
 
 References we did not write: ``sum(p.numel())`` over torch modules, PyTorch's own
 ``nn.LayerNorm``/``F.gelu``/``F.scaled_dot_product_attention`` (through a hand-wired block),
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dlbook import gpt
+import dlbook
+from dlbook import checkpoint, gpt
 
 
 def tiny(**kw) -> gpt.GPTConfig:
@@ -121,7 +124,7 @@ def test_cache_prefill_then_one_token_equals_full_forward():
     m = model().eval()
     idx = torch.randint(11, (2, 12))
     full, _ = m(idx)
-    cache = gpt.KVCache(m.config, 2)
+    cache = gpt.KVCache(m.config, 2, device="cpu")
     a, _ = m(idx[:, :5], kv_cache=cache)
     b, _ = m(idx[:, 5:9], kv_cache=cache)  # several new tokens: bottom-right causal mask
     parts = [a, b]
@@ -131,6 +134,14 @@ def test_cache_prefill_then_one_token_equals_full_forward():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
     assert cache.length == 12
     assert cache.nbytes() == 2 * 2 * 2 * 16 * 16 * 4  # 2 tensors, L B T d float32
+
+
+def test_a_cache_goes_to_the_books_device_by_default(monkeypatch):
+    """``device=None`` means ``dlbook.device()``: here a stand-in that answers ``meta``."""
+    monkeypatch.setattr(dlbook.runtime, "device", lambda: torch.device("meta"))
+    cache = gpt.KVCache(tiny(), 1)
+    assert cache.k.device.type == cache.v.device.type == "meta"
+    assert gpt.KVCache(tiny(), 1, device="cpu").k.device.type == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -164,6 +175,18 @@ def test_generate_restores_training_mode_and_is_reproducible():
     a = gpt.generate(m, prompt, 10, generator=torch.Generator().manual_seed(3))
     b = gpt.generate(m, prompt, 10, generator=torch.Generator().manual_seed(3))
     assert m.training and torch.equal(a, b)
+
+
+def test_estimate_loss_restores_training_mode_and_leaves_the_global_generator_alone():
+    m = model(dropout=0.1)
+    data = torch.arange(300) % 11
+    before = torch.get_rng_state()
+    a = gpt.estimate_loss(m, {"train": data}, batch_size=4, iters=3)
+    b = gpt.estimate_loss(m, {"train": data}, batch_size=4, iters=3)
+    assert m.training and a == b and set(a) == {"train"}
+    assert torch.equal(torch.get_rng_state(), before)
+    c = gpt.estimate_loss(m, {"train": data}, batch_size=4, iters=3, seed=7)
+    assert c != a  # other windows
 
 
 # ----------------------------------------------------------------------------- parameter count
@@ -338,6 +361,55 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
         gpt.load_checkpoint(path, model(n_embd=32))
 
 
+def _draws() -> tuple[torch.Tensor, float, np.ndarray]:
+    return torch.rand(3), random.random(), np.random.randn(3)
+
+
+def test_checkpoint_round_trip_of_any_module(tmp_path):
+    """dlbook.checkpoint knows nothing of GPTs: a module without a ``config`` comes back with its
+    weights, its optimiser's state, the step, the extras and every global random state (NumPy's
+    with a cached Gaussian half of a pair)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.randn(1)  # NumPy now holds the second Gaussian of a pair
+    path = checkpoint.save_checkpoint(
+        tmp_path / "new" / "any.pt", net, opt, step=7, extra={"note": "x", "t": torch.ones(2)}
+    )
+    assert path.is_file() and list(path.parent.iterdir()) == [path]  # no .tmp left behind
+    expected = _draws()
+
+    torch.manual_seed(9)
+    net2 = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    opt2 = torch.optim.Adam(net2.parameters(), lr=0.1)
+    random.seed(9)
+    np.random.seed(9)
+    info = checkpoint.load_checkpoint(path, net2, opt2)
+    got = _draws()
+    assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    assert np.array_equal(got[2], expected[2])
+    assert info["step"] == 7 and info["config"] is None and info["extra"]["note"] == "x"
+    assert torch.equal(info["extra"]["t"], torch.ones(2))
+    for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    saved_state, loaded_state = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert loaded_state[0]["exp_avg"].abs().sum() > 0  # one Adam step was taken
+    assert torch.equal(loaded_state[0]["exp_avg"], saved_state[0]["exp_avg"])
+
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    checkpoint.load_checkpoint(path, net2, restore_rng=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    bare = checkpoint.save_checkpoint(tmp_path / "bare.pt", net)
+    with pytest.raises(ValueError, match="no optimiser state"):
+        checkpoint.load_checkpoint(bare, net2, opt2)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -381,7 +453,7 @@ def test_other_invalid_inputs_raise_value_errors():
         gpt.GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="positive integer"):
         gpt.GPTConfig(n_layer=0)
-    cache = gpt.KVCache(m.config, 1)
+    cache = gpt.KVCache(m.config, 1, device="cpu")
     m(torch.zeros(1, 10, dtype=torch.long), kv_cache=cache)
     with pytest.raises(ValueError, match="longer than the context"):
         m(torch.zeros(1, 10, dtype=torch.long), kv_cache=cache)  # positions 10..19 > 16
@@ -489,7 +561,7 @@ def test_generation_under_bf16_autocast_with_and_without_the_cache(how, monkeypa
     assert cached.shape == plain.shape == (2, 33)
     assert torch.equal(cached[:, :3], prompt) and int(cached.max()) < 11
     with ctx:  # the cache itself holds bf16, as the model computes under autocast
-        cache = gpt.KVCache(m.config, 2)
+        cache = gpt.KVCache(m.config, 2, device="cpu")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             m.eval()(prompt, kv_cache=cache)
     assert cache.k.dtype == cache.v.dtype == torch.bfloat16
@@ -503,7 +575,7 @@ def test_autocast_setting_is_validated(monkeypatch):
 
 def test_a_cache_refuses_keys_of_another_dtype_once_filled():
     m = model().eval()
-    cache = gpt.KVCache(m.config, 1)
+    cache = gpt.KVCache(m.config, 1, device="cpu")
     m(torch.zeros(1, 4, dtype=torch.long), kv_cache=cache)
     with pytest.raises(ValueError, match="same autocast"):
         cache.update(0, torch.zeros(1, 2, 1, 8, dtype=torch.bfloat16), torch.zeros(1, 2, 1, 8))
@@ -522,3 +594,53 @@ def test_greedy_generation_equals_the_definition_past_the_context(use_cache):
             expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     got = gpt.generate(m, out, 30, greedy=True, use_cache=use_cache)
     assert torch.equal(got, expected)
+
+
+# ----------------------------------------------------------------------------- the package
+
+
+# Every public name of dlbook.gpt when it was one file: notebooks, tests and benchmarks use them.
+PUBLIC_NAMES = [
+    "AUTOCAST_ENV",
+    "Block",
+    "CausalSelfAttention",
+    "GPT",
+    "GPTConfig",
+    "KVCache",
+    "MLP",
+    "autocast",
+    "configure_optimizer",
+    "cosine_lr",
+    "estimate_loss",
+    "generate",
+    "get_batch",
+    "load_checkpoint",
+    "maybe_compile",
+    "next_token_probs",
+    "param_count",
+    "parameter_table",
+    "sample_next",
+    "save_checkpoint",
+    "top_k_filter",
+    "top_p_filter",
+    "train_step",
+]
+
+
+def test_every_public_name_of_the_package_still_resolves():
+    # The one name added since: checkpoint.unwrap, the module inside a compiled model.
+    assert sorted(gpt.__all__) == sorted([*PUBLIC_NAMES, "unwrap"])
+    homes = {
+        "dlbook.gpt.model",
+        "dlbook.gpt.sample",
+        "dlbook.gpt.train",
+        "dlbook.checkpoint",
+    }
+    for name in PUBLIC_NAMES:
+        obj = getattr(gpt, name)
+        if callable(obj):  # defined in one of the package's files, not a copy
+            assert obj.__module__ in homes, (name, obj.__module__)
+    assert gpt.save_checkpoint is checkpoint.save_checkpoint
+    assert gpt.load_checkpoint is checkpoint.load_checkpoint
+    assert gpt.unwrap is checkpoint.unwrap
+    assert gpt.GPT is gpt.model.GPT and gpt.generate is gpt.sample.generate

@@ -12,20 +12,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from dlbook.exercises import make_student as ms
+from dlbook.nbtools import notebooks, repository, setup_head, toc_entries, toc_parts
 
 from conftest import ROOT
-from nbtools import repository, setup_head
 
-NOTEBOOKS = sorted(
-    p
-    for p in (ROOT / "chapters").rglob("*.ipynb")
-    if not any(part.startswith((".", "_build")) for part in p.parts)
-)
+NOTEBOOKS = notebooks(ROOT / "chapters")
 EXERCISES = [p for p in NOTEBOOKS if ms.has_solutions(nbformat.read(p, as_version=4))]
 IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
 
@@ -38,20 +33,39 @@ def _code(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def _toc_files() -> set[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = {toc["root"]}
+def test_discovery_skips_hidden_and_underscore_folders_below_the_folder_only(tmp_path):
+    book = tmp_path / ".a-hidden-parent" / "book"  # what lies above the folder does not count
+    files = [
+        "b.ipynb",
+        "a/z.ipynb",
+        "a/.ipynb_checkpoints/z-checkpoint.ipynb",
+        "_build/jupyter_execute/b.ipynb",
+        "a/__pycache__/x.ipynb",
+        ".git/y.ipynb",
+        "notes.md",
+    ]
+    for f in files:
+        (book / f).parent.mkdir(parents=True, exist_ok=True)
+        (book / f).write_text("{}")
+    assert notebooks(book) == [book / "a" / "z.ipynb", book / "b.ipynb"]
+    with pytest.raises(ValueError, match="not a folder"):
+        notebooks(book / "b.ipynb")
 
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                files.add(e["file"])
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
 
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return {str(Path(f).with_suffix("")) for f in files}
+def test_the_toc_walk_is_in_reading_order(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n"
+        "  - caption: Two\n    chapters:\n      - file: z/index\n        sections:\n"
+        "          - file: z/b.ipynb\n          - file: z/a\n"
+        "  - caption: One\n    chapters:\n      - file: a/index\n"
+    )
+    for f in ("intro.md", "z/index.md", "z/b.ipynb", "z/a.ipynb", "a/index.md", "z/c.ipynb"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("{}")
+    assert toc_entries(tmp_path) == ["intro", "z/index", "z/b", "z/a", "a/index"]
+    assert toc_parts(tmp_path) == [("Two", ["z/index", "z/b", "z/a"]), ("One", ["a/index"])]
+    assert notebooks(tmp_path, toc_only=True) == [tmp_path / "z/b.ipynb", tmp_path / "z/a.ipynb"]
+    assert notebooks(tmp_path) == [tmp_path / f"z/{n}.ipynb" for n in "abc"]
 
 
 def test_there_are_notebooks():
@@ -70,7 +84,7 @@ def test_notebook_is_valid_and_committed_without_outputs(path):
     ]
     assert not dirty, (
         f"cells {dirty} have outputs or execution counts; strip them with "
-        f"python tests/nbtools.py strip {path.relative_to(ROOT)}"
+        f"python -m dlbook.nbtools strip {path.relative_to(ROOT)}"
     )
     assert "widgets" not in nb.metadata, "widget state is committed; strip the notebook"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
@@ -81,10 +95,10 @@ def test_first_code_cell_sets_up_dlbook_from_the_configured_repository(path):
     code = _code(_read(path))
     assert code, "the notebook has no code cell"
     first = code[0]
-    url, branch = repository()
-    assert first.source.startswith(setup_head()), (
+    url, branch = repository(ROOT)
+    assert first.source.startswith(setup_head(ROOT)), (
         "the first code cell must start with the canonical setup block, which installs dlbook "
-        f"from {url}@{branch} (the repository in _config.yml):\n{setup_head()}"
+        f"from {url}@{branch} (the repository in _config.yml):\n{setup_head(ROOT)}"
     )
     assert re.search(r"^rt = dlbook\.setup\(seed=\d+", first.source, re.M), (
         "the first code cell must call dlbook.setup(seed=...) to seed and pick the device"
@@ -93,7 +107,7 @@ def test_first_code_cell_sets_up_dlbook_from_the_configured_repository(path):
 
 
 def test_every_setup_cell_names_the_same_repository_as_config():
-    url, branch = repository()
+    url, branch = repository(ROOT)
     pattern = re.compile(r'%pip install -q "dlbook @ git\+(\S+)@(\S+)#subdirectory=code"')
     for path in NOTEBOOKS:
         m = pattern.search(_code(_read(path))[0].source)
@@ -111,12 +125,14 @@ def test_notebook_asserts_its_claims(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_is_in_the_table_of_contents(path):
-    rel = str(path.relative_to(ROOT).with_suffix(""))
-    assert rel in _toc_files(), f"{rel} is not listed in _toc.yml, so the book would not show it"
+    rel = path.relative_to(ROOT).with_suffix("").as_posix()
+    assert rel in toc_entries(ROOT), (
+        f"{rel} is not listed in _toc.yml, so the book would not show it"
+    )
 
 
 def test_every_toc_entry_exists():
-    for entry in _toc_files():
+    for entry in toc_entries(ROOT):
         assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -19,6 +20,9 @@ def clean_env(monkeypatch):
     monkeypatch.delenv("DLBOOK_DEVICE", raising=False)
     monkeypatch.delenv("DLBOOK_BUDGET", raising=False)
     monkeypatch.delenv("DLBOOK_SMOKE", raising=False)
+    runtime.reset()  # what an earlier setup() chose must not leak into these tests
+    yield
+    runtime.reset()
 
 
 def test_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -119,10 +123,47 @@ def test_setup_reports_what_it_chose(capsys, monkeypatch):
     assert "device: cpu" in line and "budget: small" in line and "seed: 5" in line
 
 
+_LAZY_PROBE = """
+import json, sys
+import dlbook
+
+def loaded():
+    return sorted(m for m in sys.modules if m == "dlbook" or m.startswith("dlbook."))
+
+heavy = ["matplotlib", "sklearn", "gymnasium", "ipywidgets", "nbformat", "yaml"]
+state = {"import": loaded(), "heavy": [m for m in heavy if m in sys.modules]}
+state["gpt_is_module"] = dlbook.gpt is sys.modules.get("dlbook.gpt")
+state["gpt"] = loaded()
+state["load_digits"] = callable(dlbook.data.load_digits)
+state["data"] = loaded()
+try:
+    dlbook.no_such_module
+    state["missing"] = "no error"
+except AttributeError as err:
+    state["missing"] = str(err)
+state["after_missing"] = loaded()
+print(json.dumps(state))
+"""
+
+
 def test_submodules_load_lazily():
-    assert dlbook.data.cache_dir is not None
-    with pytest.raises(AttributeError):
-        dlbook.no_such_module  # noqa: B018
+    """``import dlbook`` loads the runtime only; a chapter's module loads when first touched."""
+    out = subprocess.run(
+        [sys.executable, "-c", _LAZY_PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    state = json.loads(out.splitlines()[-1])
+    assert state["import"] == ["dlbook", "dlbook.runtime"]  # torch and numpy come with runtime
+    assert state["heavy"] == []
+    assert state["gpt_is_module"]
+    assert "dlbook.gpt" in state["gpt"] and "dlbook.data" not in state["gpt"]
+    assert not any(
+        m.startswith(("dlbook.rl", "dlbook.gan", "dlbook.nbtools")) for m in state["gpt"]
+    )
+    assert state["load_digits"]
+    new = set(state["data"]) - set(state["gpt"])
+    assert new == {"dlbook.data", "dlbook.data.cache", "dlbook.data.loaders"}
+    assert "no attribute 'no_such_module'" in state["missing"]
+    assert state["after_missing"] == state["data"]
 
 
 @pytest.mark.gpu
@@ -146,7 +187,8 @@ def test_a_smoke_run_cuts_the_loops_it_is_told_about_and_nothing_else(monkeypatc
     rt = runtime.setup(0, quiet=True)
     assert rt.smoke and rt.budget == "full" and "smoke run" in str(rt)
     monkeypatch.setenv("DLBOOK_SMOKE", "0")
-    assert not runtime.smoke() and not runtime.setup(0, quiet=True).smoke
+    assert not runtime.setup(0, quiet=True).smoke and not runtime.smoke()
+    runtime.reset()
     monkeypatch.setenv("DLBOOK_SMOKE", "maybe")
     with pytest.raises(ValueError, match="DLBOOK_SMOKE"):
         runtime.smoke()

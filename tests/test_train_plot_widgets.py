@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dlbook import plot
-from dlbook.train import History, train_loop
+from dlbook.train import History, StopTraining, eval_mode, train_loop
 from dlbook.widgets import interactive_figure
 
 matplotlib.use("Agg")
@@ -34,7 +34,7 @@ def test_train_loop_trains_records_and_evaluates():
         eval_steps.append(i)
         return {"val": ((w - target) ** 2).sum()}
 
-    h = train_loop(step, 50, eval_fn=evaluate, eval_every=20, live_plot=False)
+    h = train_loop(step, 50, eval_fn=evaluate, eval_every=20, progress="bar")
     assert eval_steps == [0, 20, 40, 50]
     assert len(h["train"]) == 50 and h.steps("val").tolist() == [0, 20, 40, 50]
     assert h.last("val") < 1e-6 < h.values("val")[0]
@@ -43,13 +43,13 @@ def test_train_loop_trains_records_and_evaluates():
 
 def test_train_loop_resumes_into_an_existing_history():
     h = History()
-    train_loop(lambda i: {"loss": float(i)}, 10, live_plot=False, history=h)
-    train_loop(lambda i: {"loss": float(i)}, 15, start_step=10, live_plot=False, history=h)
+    train_loop(lambda i: {"loss": float(i)}, 10, progress="off", history=h)
+    train_loop(lambda i: {"loss": float(i)}, 15, start_step=10, progress="off", history=h)
     assert h.steps("loss").tolist() == list(range(15))
 
 
 def test_train_loop_live_plot_outside_ipython_returns_quietly():
-    h = train_loop(lambda i: 1.0 / (i + 1), 5, live_plot=True, refresh_s=0.0)
+    h = train_loop(lambda i: 1.0 / (i + 1), 5, progress="plot", plot={"refresh_s": 0.0})
     fig = h.plot(title="t")
     ax = fig.axes[0]
     assert ax.get_title() == "t" and ax.get_xlabel() == "step" and ax.get_ylabel() == "loss"
@@ -60,8 +60,47 @@ def test_train_loop_validates():
         train_loop(lambda i: 0.0, 3, start_step=5)
     with pytest.raises(ValueError, match="eval_every"):
         train_loop(lambda i: 0.0, 3, eval_every=0)
+    with pytest.raises(ValueError, match="progress must be one of"):
+        train_loop(lambda i: 0.0, 3, progress="live")
     with pytest.raises(KeyError, match="no metric 'val'"):
         History()["val"]
+
+
+def test_train_loop_stops_early_and_evaluates_where_it_stopped():
+    evals = []
+
+    def step(i):
+        if i == 7:
+            raise StopTraining
+        return float(i)
+
+    def evaluate(i):
+        evals.append(i)
+        return {"val": float(i)}
+
+    h = train_loop(step, 100, eval_fn=evaluate, eval_every=5, progress="off")
+    assert h.steps("train").tolist() == list(range(7))
+    assert evals == [0, 5, 7]
+
+
+def test_progress_off_prints_nothing_and_bar_prints_a_bar(capsys):
+    train_loop(lambda i: float(i), 3, progress="off")
+    assert capsys.readouterr().err == ""
+    train_loop(lambda i: float(i), 3, progress="bar", desc="xyz")
+    assert "xyz" in capsys.readouterr().err
+
+
+def test_eval_mode_restores_the_training_flag():
+    net = torch.nn.Dropout(0.5)
+    for before in (True, False):
+        net.train(before)
+        with eval_mode(net):
+            assert not net.training
+        assert net.training is before
+    net.train()
+    with pytest.raises(RuntimeError), eval_mode(net):
+        raise RuntimeError
+    assert net.training
 
 
 def test_label_adds_a_legend_only_for_several_lines():
@@ -138,9 +177,9 @@ def test_controls_describe_themselves_for_the_static_book():
 def test_progress_outside_a_notebook_is_plain_tqdm():
     from tqdm.std import tqdm as std_tqdm
 
-    from dlbook.train import progress
+    from dlbook.train import progress_bar
 
-    bar = progress(range(3), desc="x", disable=True)
+    bar = progress_bar(range(3), desc="x", disable=True)
     assert isinstance(bar, std_tqdm) and list(bar) == [0, 1, 2]
 
 

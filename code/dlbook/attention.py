@@ -12,7 +12,8 @@ Masks are boolean with PyTorch's convention: ``True`` means *may attend*.
 The module then builds, top to bottom, what the chapter derives from that formula: the softmax
 Jacobian and the backward pass of attention written out by hand, sinusoidal position encodings,
 the :class:`MultiHeadAttention` module (interchangeable with ``torch.nn.MultiheadAttention``), and
-the online softmax with the tiled ("flash") attention it makes exact.
+the online softmax with the tiled ("flash") attention it makes exact. It stays one file (about 440
+lines) because it follows the chapter section by section, and each part uses the one before it.
 
 Derived in: Chapter 2, *Scaled dot-product attention* and *Masks*.
 """

@@ -17,16 +17,24 @@ Losses (:class:`SoftmaxCrossEntropy`, :class:`MSELoss`) average over the batch; 
 ``backward()`` starts the chain. :func:`gradcheck` compares every parameter's gradient with
 central finite differences in float64.
 
+One file on purpose, like micrograd's ``engine.py`` and ``nn.py`` together: it is the chapter's
+whole network (layers, losses, the gradient check, SGD and a small trainer), each part read in
+the order the chapter derives it; its length (about 600 lines) is the backward passes written out.
+
 Derived in: Chapter 1, *Gradients of the building blocks* and *The backward pass of an MLP*.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import erf  # SciPy and threadpoolctl are installed with scikit-learn
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from dlbook.train import Run
 
 __all__ = [
     "GELU",
@@ -553,18 +561,21 @@ def train_classifier(
     weight_decay: float = 0.0,
     seed: int = 0,
     desc: str = "training",
-    live_plot: bool = True,
-):
+    progress: str = "plot",
+) -> Run:
     """Minibatch SGD on the softmax cross-entropy, with a progress bar and a live loss plot.
 
-    Each epoch visits the training set once in a new random order. The validation loss and
-    accuracy are recorded after every epoch (``"val"`` and ``"val_acc"`` in the history).
+    Each epoch visits the training set once in a new random order, drawn from a generator seeded
+    by ``seed`` (the only random numbers the call draws: the model comes initialised). The
+    validation loss and accuracy are recorded after every epoch (``"val"`` and ``"val_acc"``).
+    ``progress``: ``"plot"``, ``"bar"`` or ``"off"`` (:func:`dlbook.train.train_loop`).
 
     Returns:
-        A :class:`dlbook.train.History` with ``"train"`` (the loss of each step) and, when
-        ``X_val`` is given, ``"val"`` and ``"val_acc"`` (steps are minibatch counts).
+        A :class:`dlbook.train.Run`: ``model`` (trained in place) and its ``history``, with
+        ``"train"`` (the loss of each step) and, when ``X_val`` is given, ``"val"`` and
+        ``"val_acc"`` (steps are minibatch counts).
     """
-    from dlbook.train import train_loop
+    from dlbook.train import Run, train_loop
 
     if len(X) != len(y):
         raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
@@ -594,14 +605,17 @@ def train_classifier(
         }
 
     with one_blas_thread():  # minibatch products are small
-        return train_loop(
+        history = train_loop(
             step,
             epochs * per_epoch,
             eval_fn=evaluate if X_val is not None else None,
             eval_every=per_epoch,
             desc=desc,
-            live_plot=live_plot,
-            plot_names=["train", "val"] if X_val is not None else ["train"],
-            title="Training an MLP with backprop by hand",
-            smooth=max(1, per_epoch // 4),
+            progress=progress,
+            plot={
+                "names": ["train", "val"] if X_val is not None else ["train"],
+                "title": "Training an MLP with backprop by hand",
+                "smooth": max(1, per_epoch // 4),
+            },
         )
+    return Run(model=model, history=history)

@@ -1,33 +1,58 @@
-"""A training-loop helper: progress bar, live loss plot, evaluation hooks.
+"""The training loop the book's trainers share, its progress output, and what trainers return.
 
-The loop itself stays in the notebooks, where the reader can see it; :func:`train_loop` only
-calls ``step_fn(step)`` for each step, shows a ``tqdm.auto`` progress bar with the latest
-metrics, calls ``eval_fn(step)`` every ``eval_every`` steps, records everything in a
-:class:`History`, and redraws one loss figure in place. The live plot updates an IPython display
-handle, so it works the same in Jupyter, in Colab and when a notebook is executed headless (the
-book build, nbval): the last drawing is what stays in the output.
+:func:`train_loop` runs ``step_fn(step)`` for each step, shows a ``tqdm.auto`` progress bar with
+the latest metrics, calls ``eval_fn(step)`` every ``eval_every`` steps, records everything in a
+:class:`History`, and redraws one loss figure in place. Notebooks call it with a ``step_fn`` they
+write in a cell, so the step itself stays where the reader sees it; the chapters' trainers
+(``backprop.train_classifier``, ``gan.train_gan``, ``rl.train_reinforce``, ``rl.train_ppo``) call
+it with theirs. The live plot updates an IPython display handle, so it works the same in Jupyter,
+in Colab and when a notebook is executed headless (the book build): the last drawing is what stays
+in the output.
+
+Every trainer follows the same conventions:
+
+- ``device=None`` means :func:`dlbook.device` (what :func:`dlbook.setup` chose);
+- ``seed`` seeds everything the call draws, in a stream of its own
+  (:func:`dlbook.runtime.rng_scope`): same seed, same numbers, the caller's generators untouched;
+- ``progress`` is ``"plot"`` (bar and live curves), ``"bar"`` or ``"off"``;
+- it returns a :class:`Run`: the trained ``model``, its ``history`` and any ``snapshots``.
 
 The progress bar is ``tqdm.auto``'s: a widget in Jupyter and Colab, text in a terminal. In a
-notebook, :func:`progress` also gives the output a plain-text version that is brought up to date
-when the loop ends, so the built HTML book (which runs no widget JavaScript) shows the final bar,
-e.g. ``training: 100%|##########| 3000/3000 [02:10<00:00, 23.0it/s, train=1.92]``.
+notebook, :func:`progress_bar` also gives the output a plain-text version that is brought up to
+date when the loop ends, so the built HTML book (which runs no widget JavaScript) shows the final
+bar, e.g. ``training: 100%|##########| 3000/3000 [02:10<00:00, 23.0it/s, train=1.92]``.
 
 Derived in: Preface, *How to run the notebooks* (training loops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm as auto_tqdm
+from tqdm.notebook import tqdm as notebook_tqdm
 
-__all__ = ["History", "LivePlot", "progress", "train_loop"]
+__all__ = [
+    "PROGRESS",
+    "History",
+    "LivePlot",
+    "Run",
+    "StopTraining",
+    "check_progress",
+    "eval_mode",
+    "progress_bar",
+    "train_loop",
+]
 
 Metrics = Mapping[str, float]
+PROGRESS = ("plot", "bar", "off")
 
 
 def _as_float(v: object) -> float:
@@ -85,7 +110,7 @@ class History:
         """Draw the recorded series on one axes and return the figure.
 
         Args:
-            names: which series (default: all).
+            names: which series (default: all); those not recorded yet are skipped.
             smooth: moving-average window for series with many points (1: none).
             fig: draw into this figure (cleared first) instead of a new one.
         """
@@ -96,6 +121,8 @@ class History:
         fig.clear()
         ax = fig.add_subplot()
         for name in names or list(self.series):
+            if name not in self.series:
+                continue  # not recorded yet (a live plot redraws before every series has a point)
             x, y = self.steps(name), self.values(name)
             if smooth > 1 and len(y) > 2 * smooth:
                 y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
@@ -105,6 +132,45 @@ class History:
             ax.set_yscale("log")
         label(ax, title, xlabel, ylabel, legend=len(self.series) > 1)
         return fig
+
+
+@dataclass
+class Run:
+    """What every trainer returns.
+
+    Attributes:
+        model: the trained model to use afterwards (for a GAN, the generator it samples from).
+        history: the :class:`History` of the run.
+        snapshots: ``{step: value}`` kept during training (e.g. a GAN's samples on a fixed noise
+            batch); empty unless the trainer keeps snapshots.
+    """
+
+    model: Any
+    history: History
+    snapshots: dict[int, Any] = field(default_factory=dict)
+
+
+class StopTraining(Exception):
+    """Raised by a ``step_fn`` to end :func:`train_loop` early (e.g. a target reached)."""
+
+
+def check_progress(progress: str) -> str:
+    """``progress`` if it is one of :data:`PROGRESS` (``"plot"``, ``"bar"``, ``"off"``)."""
+    if progress not in PROGRESS:
+        raise ValueError(f"progress must be one of {PROGRESS}, got {progress!r}")
+    return progress
+
+
+@contextlib.contextmanager
+def eval_mode(module: Any) -> Iterator[Any]:
+    """``with eval_mode(model):`` runs the block in eval mode (no dropout) and restores the
+    module's training flag afterwards, whatever it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class LivePlot:
@@ -117,6 +183,7 @@ class LivePlot:
         self,
         history: History,
         *,
+        names: list[str] | None = None,
         title: str = "Training curves",
         ylabel: str = "loss",
         logy: bool = False,
@@ -124,7 +191,7 @@ class LivePlot:
         refresh_s: float = 5.0,
     ) -> None:
         self.history = history
-        self.kwargs = dict(title=title, ylabel=ylabel, logy=logy, smooth=smooth)
+        self.kwargs = dict(names=names, title=title, ylabel=ylabel, logy=logy, smooth=smooth)
         self.refresh_s = refresh_s
         self.fig = Figure(figsize=(6.4, 3.8), layout="constrained")
         self._handle = None
@@ -175,37 +242,36 @@ class _Bundle:
         return bundle
 
 
-def progress(iterable=None, **kwargs):
+class _BookProgress(notebook_tqdm):
+    """tqdm's notebook bar whose output also carries a plain-text copy, updated when it closes."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["display"] = False
+        kwargs["delay"] = 0
+        super().__init__(*args, **kwargs)
+        from IPython.display import display
+
+        self._handle = None
+        if not self.disable:
+            self._handle = display(_Bundle(self.container, str(self)), display_id=True)
+
+    def close(self):
+        if self.disable or getattr(self, "_closed_once", False):
+            return super().close()
+        self._closed_once = True
+        super().close()
+        if self._handle is not None:
+            self._handle.update(_Bundle(self.container, str(self)))
+
+
+def progress_bar(iterable=None, **kwargs):
     """``tqdm.auto.tqdm(iterable, **kwargs)``, whose final state also reads in the HTML book.
 
-    Use it exactly like tqdm: ``for step in progress(range(n), desc="training"): ...``.
+    Use it exactly like tqdm: ``for step in progress_bar(range(n), desc="training"): ...``.
     """
-    from tqdm.auto import tqdm as auto_tqdm
-    from tqdm.notebook import tqdm as notebook_tqdm
-
-    if not issubclass(auto_tqdm, notebook_tqdm):
-        return auto_tqdm(iterable, **kwargs)
-
-    class NotebookProgress(auto_tqdm):
-        def __init__(self, *args, **kw):
-            kw["display"] = False
-            kw["delay"] = 0
-            super().__init__(*args, **kw)
-            from IPython.display import display
-
-            self._handle = None
-            if not self.disable:
-                self._handle = display(_Bundle(self.container, str(self)), display_id=True)
-
-        def close(self):
-            if self.disable or getattr(self, "_closed_once", False):
-                return super().close()
-            self._closed_once = True
-            super().close()
-            if self._handle is not None:
-                self._handle.update(_Bundle(self.container, str(self)))
-
-    return NotebookProgress(iterable, **kwargs)
+    # tqdm.auto is the notebook bar in a Jupyter kernel, the text bar anywhere else
+    bar = _BookProgress if issubclass(auto_tqdm, notebook_tqdm) else auto_tqdm
+    return bar(iterable, **kwargs)
 
 
 def train_loop(
@@ -214,32 +280,30 @@ def train_loop(
     *,
     eval_fn: Callable[[int], Metrics] | None = None,
     eval_every: int = 100,
-    start_step: int = 0,
-    history: History | None = None,
-    desc: str = "training",
-    live_plot: bool = True,
-    plot_names: list[str] | None = None,
-    title: str = "Training curves",
-    ylabel: str = "loss",
-    logy: bool = False,
-    smooth: int = 1,
-    refresh_s: float = 5.0,
     log_every: int = 1,
+    history: History | None = None,
+    start_step: int = 0,
+    desc: str = "training",
+    progress: str = "plot",
+    plot: Mapping[str, Any] | None = None,
 ) -> History:
     """Run ``step_fn(step)`` for ``step = start_step .. steps - 1`` with a progress bar.
 
     Args:
         step_fn: does one optimisation step and returns its loss (a float or one-element tensor,
-            recorded as ``"train"``) or a dict of named metrics.
+            recorded as ``"train"``) or a dict of named metrics; it may raise
+            :class:`StopTraining` to end the run early.
         steps: the step to stop before (so ``steps - start_step`` steps run).
         eval_fn: called with the step number at step ``start_step``, every ``eval_every`` steps and
             after the last step; returns a dict of metrics, e.g. ``{"val": 1.93}``.
-        start_step: where a resumed run starts.
-        history: a :class:`History` to append to (e.g. a resumed run's); a new one by default.
-        live_plot: redraw the curves in place during training; the final figure stays.
-        plot_names: series drawn by the live plot (default: all).
         log_every: record ``step_fn``'s metrics every this many steps (1: every step); only
             then are they read (a tensor on a GPU is read back to the host only when logged).
+        history: a :class:`History` to append to (e.g. a resumed run's); a new one by default.
+        start_step: where a resumed run starts.
+        progress: ``"plot"``: the bar and the curves redrawn in place (the final figure stays);
+            ``"bar"``: the bar only; ``"off"``: nothing.
+        plot: keyword arguments for the live plot (:class:`LivePlot`: ``names``, ``title``,
+            ``ylabel``, ``logy``, ``smooth``, ``refresh_s``).
 
     Returns:
         The :class:`History`; ``history.last("val")`` is the final evaluation.
@@ -248,14 +312,9 @@ def train_loop(
         raise ValueError(f"steps ({steps}) must be >= start_step ({start_step})")
     if eval_every < 1 or log_every < 1:
         raise ValueError(f"eval_every and log_every must be >= 1, got {eval_every}, {log_every}")
+    check_progress(progress)
     history = history if history is not None else History()
-    live = (
-        LivePlot(history, title=title, ylabel=ylabel, logy=logy, smooth=smooth, refresh_s=refresh_s)
-        if live_plot
-        else None
-    )
-    if live is not None and plot_names is not None:
-        live.kwargs["names"] = plot_names  # type: ignore[assignment]
+    live = LivePlot(history, **(plot or {})) if progress == "plot" else None
 
     def evaluate(step: int) -> dict[str, float]:
         metrics = {k: _as_float(v) for k, v in eval_fn(step).items()} if eval_fn else {}
@@ -265,10 +324,19 @@ def train_loop(
     postfix: dict[str, float] = {}
     if eval_fn is not None:
         postfix.update(evaluate(start_step))
-    bar = progress(range(start_step, steps), desc=desc, total=steps - start_step, mininterval=0.5)
-    last_eval = start_step
+    bar = progress_bar(
+        range(start_step, steps),
+        desc=desc,
+        total=steps - start_step,
+        mininterval=0.5,
+        disable=progress == "off",
+    )
+    last_eval = done = start_step
     for step in bar:
-        out = step_fn(step)
+        try:
+            out = step_fn(step)
+        except StopTraining:
+            break
         if (step - start_step) % log_every == 0 or step == steps - 1:
             # Reading a tensor's value waits for its device: only on the steps that are logged.
             metrics = dict(out) if isinstance(out, Mapping) else {"train": out}
@@ -283,8 +351,8 @@ def train_loop(
         if live is not None:
             live.update()
     bar.close()
-    if eval_fn is not None and last_eval != steps:
-        evaluate(steps)
+    if eval_fn is not None and last_eval != done:
+        evaluate(done)
     if live is not None:
         live.close()
     return history

@@ -4,7 +4,8 @@ Jacobian and the online softmax.
 The references are PyTorch's: ``torch.nn.functional.scaled_dot_product_attention``,
 ``torch.nn.MultiheadAttention`` (with the student's weights copied in), ``torch.autograd`` and
 ``torch.softmax``, not code of ours. Inputs are float64 tensors, so that the comparisons can be
-tight. Each checker names the plausible mistakes it recognises.
+tight. Each checker names the plausible mistakes it recognises; ``EXERCISES`` maps each
+exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
 
 Derived in: Chapter 2, *Exercises*.
 """
@@ -17,9 +18,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
+    "EXERCISES",
+    "MASKED_ATTENTION_MISTAKES",
+    "MULTI_HEAD_MISTAKES",
+    "ONLINE_SOFTMAX_MISTAKES",
+    "SOFTMAX_JACOBIAN_MISTAKES",
     "check_masked_attention",
     "check_multi_head_attention",
     "check_online_softmax",
@@ -127,19 +133,21 @@ MASKED_ATTENTION_MISTAKES = [
 ]
 
 
+MASKED_ATTENTION = Exercise(
+    "masked_attention",
+    masked_attention_cases,
+    _sdpa,
+    MASKED_ATTENTION_MISTAKES,
+    rtol=1e-7,
+    atol=1e-9,
+)
+
+
 def check_masked_attention(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> CheckReport:
     """Check ``fn(q, k, v, mask) -> (..., T_q, d_v)`` against PyTorch's attention."""
-    return check(
-        fn,
-        masked_attention_cases(),
-        reference=_sdpa,
-        mistakes=MASKED_ATTENTION_MISTAKES,
-        title="masked_attention",
-        rtol=1e-7,
-        atol=1e-9,
-    )
+    return MASKED_ATTENTION.check(fn)
 
 
 # ----------------------------------------------------------------------------- multi-head
@@ -221,18 +229,20 @@ MULTI_HEAD_MISTAKES = [
 ]
 
 
+MULTI_HEAD_ATTENTION = Exercise(
+    "multi_head_attention",
+    multi_head_cases,
+    _torch_mha,
+    MULTI_HEAD_MISTAKES,
+    rtol=1e-7,
+    atol=1e-9,
+)
+
+
 def check_multi_head_attention(fn: Callable[..., torch.Tensor]) -> CheckReport:
     """Check ``fn(x, w_in, b_in, w_out, b_out, h) -> (B, T, d)`` against
     ``torch.nn.MultiheadAttention`` with the same weights."""
-    return check(
-        fn,
-        multi_head_cases(),
-        reference=_torch_mha,
-        mistakes=MULTI_HEAD_MISTAKES,
-        title="multi_head_attention",
-        rtol=1e-7,
-        atol=1e-9,
-    )
+    return MULTI_HEAD_ATTENTION.check(fn)
 
 
 # ----------------------------------------------------------------------------- softmax Jacobian
@@ -279,17 +289,19 @@ SOFTMAX_JACOBIAN_MISTAKES = [
 ]
 
 
+SOFTMAX_JACOBIAN = Exercise(
+    "softmax_jacobian",
+    softmax_jacobian_cases,
+    _autograd_jacobian,
+    SOFTMAX_JACOBIAN_MISTAKES,
+    rtol=1e-9,
+    atol=1e-12,
+)
+
+
 def check_softmax_jacobian(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
     """Check ``fn(z) -> (n, n)``, the Jacobian dp/dz of p = softmax(z), against autograd."""
-    return check(
-        fn,
-        softmax_jacobian_cases(),
-        reference=_autograd_jacobian,
-        mistakes=SOFTMAX_JACOBIAN_MISTAKES,
-        title="softmax_jacobian",
-        rtol=1e-9,
-        atol=1e-12,
-    )
+    return SOFTMAX_JACOBIAN.check(fn)
 
 
 # ----------------------------------------------------------------------------- online softmax
@@ -357,14 +369,21 @@ ONLINE_SOFTMAX_MISTAKES = [
 ]
 
 
+ONLINE_SOFTMAX = Exercise(
+    "online_softmax",
+    online_softmax_cases,
+    _softmax,
+    ONLINE_SOFTMAX_MISTAKES,
+    rtol=1e-9,
+    atol=1e-12,
+)
+
+
 def check_online_softmax(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
     """Check ``fn(x, block) -> softmax(x)`` (computed block by block) against ``torch.softmax``."""
-    return check(
-        fn,
-        online_softmax_cases(),
-        reference=_softmax,
-        mistakes=ONLINE_SOFTMAX_MISTAKES,
-        title="online_softmax",
-        rtol=1e-9,
-        atol=1e-12,
-    )
+    return ONLINE_SOFTMAX.check(fn)
+
+
+EXERCISES = {
+    e.name: e for e in (MASKED_ATTENTION, MULTI_HEAD_ATTENTION, SOFTMAX_JACOBIAN, ONLINE_SOFTMAX)
+}

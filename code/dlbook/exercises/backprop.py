@@ -3,7 +3,11 @@
 Every reference is PyTorch's autograd (or ``torch.nn.functional``), not code of ours. Functions
 that return several gradients return a dict, and the checker reports each entry on its own line
 (exact, allclose with the largest difference, or what is off), so a student sees which step of a
-backward pass went wrong. Each checker lists the plausible mistakes it recognises by name.
+backward pass went wrong. Each checker lists the plausible mistakes it recognises by name;
+``EXERCISES`` maps each exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
+
+Over 400 lines for a stated reason: five exercises, each a section with its cases, its reference
+and its catalogue of mistakes, which a teacher reads together.
 
 Derived in: Chapter 1, *Exercises*.
 """
@@ -18,9 +22,15 @@ import torch.nn.functional as F
 
 from dlbook.autograd import Value
 from dlbook.backprop import Layer, log_softmax, softmax
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
+    "EXERCISES",
+    "LINEAR_MISTAKES",
+    "MLP_MISTAKES",
+    "SOFTMAX_CE_MISTAKES",
+    "SOFTPLUS_MISTAKES",
+    "TANH_MISTAKES",
     "BuggyTanh",
     "check_linear_backward",
     "check_mlp_backward",
@@ -120,6 +130,11 @@ SOFTMAX_CE_MISTAKES = [
 ]
 
 
+SOFTMAX_CROSS_ENTROPY = Exercise(
+    "softmax_cross_entropy", softmax_ce_cases, _torch_softmax_ce, SOFTMAX_CE_MISTAKES
+)
+
+
 def check_softmax_cross_entropy(
     fn: Callable[[np.ndarray, np.ndarray], dict],
 ) -> CheckReport:
@@ -127,13 +142,7 @@ def check_softmax_cross_entropy(
 
     The reference is ``torch.nn.functional.cross_entropy`` (mean over the batch) and its autograd.
     """
-    return check(
-        fn,
-        softmax_ce_cases(),
-        reference=_torch_softmax_ce,
-        mistakes=SOFTMAX_CE_MISTAKES,
-        title="softmax_cross_entropy",
-    )
+    return SOFTMAX_CROSS_ENTROPY.check(fn)
 
 
 # ----------------------------------------------------------------------------- linear layer
@@ -203,18 +212,15 @@ LINEAR_MISTAKES = [
 ]
 
 
+LINEAR_BACKWARD = Exercise("linear_backward", linear_cases, _torch_linear_backward, LINEAR_MISTAKES)
+
+
 def check_linear_backward(fn: Callable[..., dict]) -> CheckReport:
     """Check ``fn(X, W, b, dY) -> {"dX", "dW", "db"}`` for ``Y = X W^T + 1 b^T``, ``dY = dL/dY``.
 
     The reference is ``torch.nn.functional.linear`` and its autograd.
     """
-    return check(
-        fn,
-        linear_cases(),
-        reference=_torch_linear_backward,
-        mistakes=LINEAR_MISTAKES,
-        title="linear_backward",
-    )
+    return LINEAR_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- a two-layer MLP
@@ -308,6 +314,9 @@ MLP_MISTAKES = [
 ]
 
 
+MLP_BACKWARD = Exercise("mlp_backward", mlp_cases, _torch_mlp_backward, MLP_MISTAKES)
+
+
 def check_mlp_backward(fn: Callable[..., dict]) -> CheckReport:
     """Check ``fn(X, y, params) -> {"dZ2", "dW2", "db2", "dA1", "dZ1", "dW1", "db1"}``.
 
@@ -315,9 +324,7 @@ def check_mlp_backward(fn: Callable[..., dict]) -> CheckReport:
     softmax cross-entropy of ``Z2`` against ``y``. The reference is torch.autograd, with the
     gradients of the intermediate tensors kept (``retain_grad``), each reported separately.
     """
-    return check(
-        fn, mlp_cases(), reference=_torch_mlp_backward, mistakes=MLP_MISTAKES, title="mlp_backward"
-    )
+    return MLP_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- find the bug
@@ -392,6 +399,9 @@ TANH_MISTAKES = [
 ]
 
 
+TANH_LAYER = Exercise("tanh_layer", _tanh_cases, _torch_tanh, TANH_MISTAKES)
+
+
 def check_tanh_layer(layer_cls: type) -> CheckReport:
     """Check a ``Layer`` subclass computing tanh: ``{"y": forward(x), "dx": backward(grad_out)}``.
 
@@ -399,12 +409,8 @@ def check_tanh_layer(layer_cls: type) -> CheckReport:
     """
     if not isinstance(layer_cls, type):
         raise ValueError(f"pass the class itself (e.g. FixedTanh), got {type(layer_cls).__name__}")
-    return check(
-        _run_layer(layer_cls),
-        _tanh_cases(),
-        reference=_torch_tanh,
-        mistakes=TANH_MISTAKES,
-        title=f"{layer_cls.__name__} (forward and backward)",
+    return TANH_LAYER.check(
+        _run_layer(layer_cls), title=f"{layer_cls.__name__} (forward and backward)"
     )
 
 
@@ -420,6 +426,9 @@ def _softplus_cases() -> list[Case]:
 
 
 def _run_op(op: Callable[[Value], Value]) -> Callable[[float, float, bool], dict]:
+    if not callable(op):
+        raise ValueError(f"check_softplus expects a function of a Value, got {type(op).__name__}")
+
     def run(x0: float, c: float, reuse: bool) -> dict:
         x = Value(x0, label="x")
         y = op(x)
@@ -482,6 +491,9 @@ SOFTPLUS_MISTAKES = [
 ]
 
 
+SOFTPLUS = Exercise("softplus", _softplus_cases, _torch_softplus, SOFTPLUS_MISTAKES)
+
+
 def check_softplus(op: Callable[[Value], Value]) -> CheckReport:
     """Check ``op(x: Value) -> Value`` computing ``softplus(x) = log(1 + e^x)`` with its backward.
 
@@ -489,10 +501,9 @@ def check_softplus(op: Callable[[Value], Value]) -> CheckReport:
     ``L.backward()`` and compares ``{"value": op(x).data, "grad": x.grad}`` with
     ``torch.nn.functional.softplus`` and its autograd.
     """
-    return check(
-        _run_op(op),
-        _softplus_cases(),
-        reference=_torch_softplus,
-        mistakes=SOFTPLUS_MISTAKES,
-        title="softplus",
-    )
+    return SOFTPLUS.check(_run_op(op))
+
+
+EXERCISES = {
+    e.name: e for e in (SOFTMAX_CROSS_ENTROPY, LINEAR_BACKWARD, MLP_BACKWARD, TANH_LAYER, SOFTPLUS)
+}

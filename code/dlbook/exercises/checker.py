@@ -5,11 +5,16 @@ and prints one line per case. When a result is wrong it says how: the shape (and
 the transpose), the worst entry, and whether the answer is off by a constant factor, a sign, or
 an additive constant. Each exercise can list :class:`Mistake` s, plausible wrong answers with a
 targeted hint ("you divided by the batch size twice"): if the student's output equals one of
-them, the hint is printed.
+them, the hint is printed. An :class:`Exercise` holds everything one checker runs (its cases,
+reference, mistakes and tolerances); each chapter's module lists its own in ``EXERCISES``.
 
 On failure the checker raises ``AssertionError``, so a wrong reference solution fails the book's
 tests (nbval). When the student has not started (the function raises ``NotImplementedError``),
 that error is passed through unchanged, as nbgrader expects.
+
+Over 400 lines for a stated reason: comparing, diagnosing, running the student's code safely
+and reporting are one pipeline, read in order; split, each part would make sense only with the
+others open.
 
 Derived in: Preface, *Teaching with this book* (exercises and checkers).
 """
@@ -28,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "CheckReport", "CheckTimeout", "Mistake", "check", "compare"]
+__all__ = ["Case", "CheckReport", "CheckTimeout", "Exercise", "Mistake", "check", "compare"]
 
 OK, FAIL = "\u2713", "\u2717"  # check mark, ballot x
 _MISSING = object()
@@ -250,11 +255,12 @@ def compare(
     if np.array_equal(got_arr, exp_arr):
         return True, [f"{path}: {OK} exact"]
     g64, e64 = got_arr.astype(np.complex128 if np.iscomplexobj(got_arr) else np.float64), exp_arr
-    if np.allclose(g64, e64, rtol=rtol, atol=atol, equal_nan=True):
-        diff = float(np.nanmax(np.abs(g64 - e64))) if g64.size else 0.0
-        return True, [f"{path}: {OK} allclose (max |difference| {diff:.2g})"]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf - inf: both overflowed, compared below
         absdiff = np.abs(g64 - e64)
+    if np.allclose(g64, e64, rtol=rtol, atol=atol, equal_nan=True):
+        # NaN only where both are NaN (or the same infinity): those entries agree
+        diff = float(np.nan_to_num(absdiff, nan=0.0).max()) if g64.size else 0.0
+        return True, [f"{path}: {OK} allclose (max |difference| {diff:.2g})"]
     absdiff = np.where(np.isnan(absdiff), np.inf, absdiff)
     worst = np.unravel_index(int(np.argmax(absdiff)), absdiff.shape) if absdiff.ndim else ()
     where = f" at index {tuple(int(i) for i in worst)}" if absdiff.ndim else ""
@@ -419,3 +425,40 @@ def check(
         raise err
     emit(f"All {n} cases pass. Well done.")
     return CheckReport(title, lines, True, n, 0)
+
+
+# ----------------------------------------------------------------------------- one exercise
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One auto-checked exercise: what its checker runs and the mistakes it recognises.
+
+    ``name`` is the function the student writes, and the chapter's public checker is
+    ``check_<name>``. ``cases`` makes the inputs; ``reference`` computes the expected output of a
+    case that does not carry one. Each mistake's ``wrong`` takes a case's arguments, as the
+    checked function does. ``rtol`` and ``atol`` are the tolerances of every comparison.
+    """
+
+    name: str
+    cases: Callable[[], Sequence[Case]]
+    reference: Callable[..., Any] | None
+    mistakes: Sequence[Mistake]
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    title: str = ""
+
+    def check(self, fn: Callable[..., Any], *, title: str | None = None) -> CheckReport:
+        """Run :func:`check` on ``fn(*case.args)`` with this exercise's cases, reference,
+        mistakes and tolerances; ``title`` defaults to the exercise's title, else its name."""
+        if not callable(fn):
+            raise ValueError(f"check_{self.name} expects a function, got {type(fn).__name__}")
+        return check(
+            fn,
+            self.cases(),
+            reference=self.reference,
+            mistakes=self.mistakes,
+            rtol=self.rtol,
+            atol=self.atol,
+            title=title or self.title or self.name,
+        )

@@ -13,9 +13,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
-__all__ = ["check_mse", "check_mse_grad", "mse_cases"]
+__all__ = [
+    "EXERCISES",
+    "MSE_GRAD_MISTAKES",
+    "MSE_MISTAKES",
+    "check_mse",
+    "check_mse_grad",
+    "mse_cases",
+]
 
 
 def mse_cases(seed: int = 0) -> list[Case]:
@@ -86,13 +93,16 @@ MSE_GRAD_MISTAKES = [
 ]
 
 
+MSE = Exercise("mse", mse_cases, _torch_mse, MSE_MISTAKES)
+MSE_GRAD = Exercise("mse_grad", lambda: mse_cases(1), _torch_mse_grad, MSE_GRAD_MISTAKES)
+EXERCISES = {e.name: e for e in (MSE, MSE_GRAD)}
+
+
 def check_mse(fn: Callable[[np.ndarray, np.ndarray], float]) -> CheckReport:
     """Check ``fn(y_pred, y) -> float``, the mean of the squared errors over all entries."""
-    return check(fn, mse_cases(), reference=_torch_mse, mistakes=MSE_MISTAKES, title="mse")
+    return MSE.check(fn)
 
 
 def check_mse_grad(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> CheckReport:
     """Check ``fn(y_pred, y) -> dL/dy_pred``, same shape as ``y_pred``, against torch.autograd."""
-    return check(
-        fn, mse_cases(1), reference=_torch_mse_grad, mistakes=MSE_GRAD_MISTAKES, title="mse_grad"
-    )
+    return MSE_GRAD.check(fn)

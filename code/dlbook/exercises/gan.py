@@ -2,7 +2,8 @@
 
 The references are code we did not write: PyTorch's ``binary_cross_entropy_with_logits`` for the
 losses, SciPy's bounded scalar optimiser (maximising the pointwise objective numerically) for the
-optimal discriminator, and SciPy's k-d tree for nearest modes.
+optimal discriminator, and SciPy's k-d tree for nearest modes. ``EXERCISES`` maps each
+exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
 
 Derived in: Chapter 4, *GANs*.
 """
@@ -17,10 +18,11 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.spatial import cKDTree
 
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
     "D_STAR_MISTAKES",
+    "EXERCISES",
     "MODE_MISTAKES",
     "NONSATURATING_MISTAKES",
     "SATURATING_MISTAKES",
@@ -137,26 +139,30 @@ NONSATURATING_MISTAKES = [
 ]
 
 
+SATURATING_LOSS = Exercise(
+    "saturating_loss",
+    lambda: logit_cases(0),
+    _saturating_ref,
+    SATURATING_MISTAKES,
+    title="saturating generator loss",
+)
+NONSATURATING_LOSS = Exercise(
+    "nonsaturating_loss",
+    lambda: logit_cases(1),
+    _nonsaturating_ref,
+    NONSATURATING_MISTAKES,
+    title="non-saturating generator loss",
+)
+
+
 def check_saturating_loss(fn: Callable[[np.ndarray], float]) -> CheckReport:
     """Check ``fn(logits) -> float``: ``mean log(1 - sigmoid(logits))``, stable for any logits."""
-    return check(
-        fn,
-        logit_cases(0),
-        reference=_saturating_ref,
-        mistakes=SATURATING_MISTAKES,
-        title="saturating generator loss",
-    )
+    return SATURATING_LOSS.check(fn)
 
 
 def check_nonsaturating_loss(fn: Callable[[np.ndarray], float]) -> CheckReport:
     """Check ``fn(logits) -> float``: ``-mean log sigmoid(logits)``, stable for any logits."""
-    return check(
-        fn,
-        logit_cases(1),
-        reference=_nonsaturating_ref,
-        mistakes=NONSATURATING_MISTAKES,
-        title="non-saturating generator loss",
-    )
+    return NONSATURATING_LOSS.check(fn)
 
 
 # ----------------------------------------------------------------------------- optimal D
@@ -214,17 +220,20 @@ D_STAR_MISTAKES = [
 ]
 
 
+D_STAR = Exercise(
+    "d_star",
+    d_star_cases,
+    _d_star_ref,
+    D_STAR_MISTAKES,
+    rtol=1e-5,
+    atol=1e-6,
+    title="optimal discriminator",
+)
+
+
 def check_d_star(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> CheckReport:
     """Check ``fn(p_data, p_g) -> D*`` (same shape) against a numerical maximisation."""
-    return check(
-        fn,
-        d_star_cases(),
-        reference=_d_star_ref,
-        mistakes=D_STAR_MISTAKES,
-        rtol=1e-5,
-        atol=1e-6,
-        title="optimal discriminator",
-    )
+    return D_STAR.check(fn)
 
 
 # ----------------------------------------------------------------------------- mode metrics
@@ -289,14 +298,20 @@ MODE_MISTAKES = [
 ]
 
 
+MODE_METRICS = Exercise(
+    "mode_metrics",
+    mode_cases,
+    _modes_ref,
+    MODE_MISTAKES,
+    title="modes captured and high-quality rate",
+)
+
+
 def check_mode_metrics(
     fn: Callable[[np.ndarray, np.ndarray, float], tuple[int, float]],
 ) -> CheckReport:
     """Check ``fn(samples, modes, std) -> (modes_captured, high_quality_rate)``."""
-    return check(
-        fn,
-        mode_cases(),
-        reference=_modes_ref,
-        mistakes=MODE_MISTAKES,
-        title="modes captured and high-quality rate",
-    )
+    return MODE_METRICS.check(fn)
+
+
+EXERCISES = {e.name: e for e in (SATURATING_LOSS, NONSATURATING_LOSS, D_STAR, MODE_METRICS)}

@@ -3,6 +3,7 @@
 The references are not the book's own code: the nucleus is found by enumerating every subset of a
 small vocabulary, causal attention is PyTorch's ``scaled_dot_product_attention(is_causal=True)``,
 and the parameter count is ``sum(p.numel())`` over a model built from ``torch.nn`` layers.
+``EXERCISES`` maps each exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
 
 Derived in: Chapter 3, *Sampling*, *The GPT* and *What a GPT costs*.
 """
@@ -17,9 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
+    "CAUSAL_MISTAKES",
+    "EXERCISES",
+    "NUCLEUS_MISTAKES",
+    "PARAM_MISTAKES",
     "check_causal_attention",
     "check_nucleus",
     "check_param_count",
@@ -137,21 +142,18 @@ NUCLEUS_MISTAKES = [
 ]
 
 
+NUCLEUS = Exercise(
+    "nucleus", nucleus_cases, _nucleus_by_enumeration, NUCLEUS_MISTAKES, rtol=1e-6, atol=1e-9
+)
+
+
 def check_nucleus(fn: Callable[[np.ndarray, float], np.ndarray]) -> CheckReport:
     """Check ``fn(probs, p) -> probs'``: the renormalised nucleus (top-p) distribution.
 
     ``probs`` is a 1-D NumPy array summing to 1; the answer has its shape, zeros outside the
     nucleus, and sums to 1. The reference enumerates all subsets of the vocabulary.
     """
-    return check(
-        fn,
-        nucleus_cases(),
-        reference=_nucleus_by_enumeration,
-        mistakes=NUCLEUS_MISTAKES,
-        rtol=1e-6,
-        atol=1e-9,
-        title="nucleus",
-    )
+    return NUCLEUS.check(fn)
 
 
 # ----------------------------------------------------------------------------- causal attention
@@ -241,20 +243,22 @@ CAUSAL_MISTAKES = [
 ]
 
 
+CAUSAL_ATTENTION = Exercise(
+    "causal_attention",
+    causal_attention_cases,
+    _sdpa_causal,
+    CAUSAL_MISTAKES,
+    rtol=1e-7,
+    atol=1e-9,
+)
+
+
 def check_causal_attention(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> CheckReport:
     """Check ``fn(q, k, v)``: causal scaled dot-product attention on ``(..., T, d)`` tensors,
     against ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``."""
-    return check(
-        fn,
-        causal_attention_cases(),
-        reference=_sdpa_causal,
-        mistakes=CAUSAL_MISTAKES,
-        rtol=1e-7,
-        atol=1e-9,
-        title="causal_attention",
-    )
+    return CAUSAL_ATTENTION.check(fn)
 
 
 # ----------------------------------------------------------------------------- parameter count
@@ -319,15 +323,15 @@ PARAM_MISTAKES = [
 ]
 
 
+PARAM_COUNT = Exercise(
+    "param_count", param_count_cases, _count_by_building, PARAM_MISTAKES, rtol=0, atol=0
+)
+
+
 def check_param_count(fn: Callable[[int, int, int, int], int]) -> CheckReport:
     """Check ``fn(V, T, L, d) -> int``, the number of parameters of a GPT with biases and tied
     embeddings, against ``sum(p.numel())`` of the same layers built with ``torch.nn``."""
-    return check(
-        fn,
-        param_count_cases(),
-        reference=_count_by_building,
-        mistakes=PARAM_MISTAKES,
-        rtol=0,
-        atol=0,
-        title="param_count",
-    )
+    return PARAM_COUNT.check(fn)
+
+
+EXERCISES = {e.name: e for e in (NUCLEUS, CAUSAL_ATTENTION, PARAM_COUNT)}

@@ -5,7 +5,8 @@ Usage::
     python -m dlbook.exercises.make_student SRC_DIR OUT_DIR
 
 Every notebook under ``SRC_DIR`` that holds a solution is written to the same relative path under
-``OUT_DIR`` with the solutions taken out, in nbgrader's conventions:
+``OUT_DIR`` with the solutions taken out, in nbgrader's conventions (notebooks are found by
+:func:`dlbook.nbtools.notebooks`: none below a folder whose name starts with ``.`` or ``_``):
 
 - in code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
   ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` (at the marker's indentation);
@@ -67,6 +68,8 @@ from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+
+from dlbook.nbtools import notebooks
 
 __all__ = [
     "annotate_nbgrader",
@@ -329,9 +332,7 @@ def _annotate_dir(src_dir: Path) -> list[Path]:
     if not src_dir.is_dir():
         raise ValueError(f"expected a folder of notebooks to annotate, got {src_dir}")
     annotated = []
-    for path in sorted(src_dir.rglob("*.ipynb")):
-        if any(p.startswith((".", "_build")) for p in path.relative_to(src_dir).parts):
-            continue
+    for path in notebooks(src_dir):
         nb = nbformat.read(path, as_version=4)
         if not has_solutions(nb):
             continue
@@ -367,10 +368,8 @@ def make_student(src_dir: str | Path, out_dir: str | Path, *, quiet: bool = Fals
             "OUT_DIR must differ from SRC_DIR: the instructor notebooks would be overwritten"
         )
     written = []
-    for path in sorted(src_dir.rglob("*.ipynb")):
+    for path in notebooks(src_dir):
         rel = path.relative_to(src_dir)
-        if any(p.startswith((".", "_build")) for p in rel.parts):
-            continue
         nb = nbformat.read(path, as_version=4)
         if not has_solutions(nb):
             continue

@@ -4,7 +4,8 @@ The Bellman backup is checked on gymnasium's FrozenLake, whose model (``env.unwr
 of ``(probability, next_state, reward, terminated)``) gymnasium wrote, not us; the reference sums
 over those lists one transition at a time. Returns and advantages are checked against their
 definitions written as explicit sums (no recursion), PPO's loss against the formula evaluated
-case by case. Each checker names the plausible mistakes it recognises.
+case by case. Each checker names the plausible mistakes it recognises; ``EXERCISES`` maps each
+exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
 
 Derived in: Chapter 5, *Exercises*.
 """
@@ -15,9 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlbook.exercises.checker import Case, CheckReport, Mistake, check
+from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
+    "BELLMAN_MISTAKES",
+    "EXERCISES",
+    "GAE_MISTAKES",
+    "PPO_MISTAKES",
+    "RETURNS_MISTAKES",
     "check_bellman_backup",
     "check_discounted_returns",
     "check_gae",
@@ -109,13 +115,16 @@ BELLMAN_MISTAKES = [
 ]
 
 
+BELLMAN_BACKUP = Exercise("bellman_backup", _bellman_cases, None, BELLMAN_MISTAKES)
+
+
 def check_bellman_backup(fn: Callable[..., np.ndarray]) -> CheckReport:
     """Check ``fn(P (S, A, S), R (S, A), gamma, V (S,)) -> Q (S, A)``.
 
     Three cases are gymnasium's FrozenLake (4x4 and 8x8, slippery or not), checked against a
     backup summed over gymnasium's own transition lists.
     """
-    return check(fn, _bellman_cases(), mistakes=BELLMAN_MISTAKES, title="bellman_backup")
+    return BELLMAN_BACKUP.check(fn)
 
 
 # ----------------------------------------------------------------------------- returns
@@ -199,15 +208,14 @@ RETURNS_MISTAKES = [
 ]
 
 
+DISCOUNTED_RETURNS = Exercise(
+    "discounted_returns", _episode_cases, _returns_direct, RETURNS_MISTAKES
+)
+
+
 def check_discounted_returns(fn: Callable[..., np.ndarray]) -> CheckReport:
     """Check ``fn(rewards (T,), dones (T,) bool, gamma) -> G (T,)``, the reward-to-go."""
-    return check(
-        fn,
-        _episode_cases(),
-        reference=_returns_direct,
-        mistakes=RETURNS_MISTAKES,
-        title="discounted_returns",
-    )
+    return DISCOUNTED_RETURNS.check(fn)
 
 
 # ----------------------------------------------------------------------------- GAE
@@ -274,12 +282,15 @@ GAE_MISTAKES = [
 ]
 
 
+GAE = Exercise("gae", _gae_cases, _gae_direct, GAE_MISTAKES)
+
+
 def check_gae(fn: Callable[..., np.ndarray]) -> CheckReport:
     """Check ``fn(rewards, values, next_values, dones, gamma, lam) -> advantages``, all ``(T,)``.
 
     ``next_values[t]`` is V(s_{t+1}), already 0 where the episode terminated at t.
     """
-    return check(fn, _gae_cases(), reference=_gae_direct, mistakes=GAE_MISTAKES, title="gae")
+    return GAE.check(fn)
 
 
 # ----------------------------------------------------------------------------- PPO
@@ -353,8 +364,12 @@ PPO_MISTAKES = [
 ]
 
 
+PPO_CLIP_OBJECTIVE = Exercise("ppo_clip_objective", _ppo_cases, _ppo_direct, PPO_MISTAKES)
+
+
 def check_ppo_clip_objective(fn: Callable[..., float]) -> CheckReport:
     """Check ``fn(logp_new (n,), logp_old (n,), adv (n,), eps) -> float``, PPO's objective."""
-    return check(
-        fn, _ppo_cases(), reference=_ppo_direct, mistakes=PPO_MISTAKES, title="ppo_clip_objective"
-    )
+    return PPO_CLIP_OBJECTIVE.check(fn)
+
+
+EXERCISES = {e.name: e for e in (BELLMAN_BACKUP, DISCOUNTED_RETURNS, GAE, PPO_CLIP_OBJECTIVE)}

@@ -4,7 +4,8 @@ REINFORCE and PPO.
 - :mod:`dlbook.rl.mdp`: MDPs as arrays, a gridworld, value and policy iteration, Q-learning, and
   exact policy gradients of small MDPs.
 - :mod:`dlbook.rl.cartpole`: ``CartPole``, gymnasium's CartPole-v1 for many environments at once.
-- :mod:`dlbook.rl.pg`: returns, GAE, the actor-critic network, REINFORCE and PPO.
+- :mod:`dlbook.rl.pg`: returns, GAE, the actor-critic network, evaluation and REINFORCE.
+- :mod:`dlbook.rl.ppo`: PPO (CleanRL's settings under their names, the clipped loss, the trainer).
 
 Derived in: Chapter 5, *Reinforcement learning*.
 """
@@ -29,14 +30,12 @@ from dlbook.rl.mdp import (
 )
 from dlbook.rl.pg import (
     ActorCritic,
-    PPOConfig,
     discounted_returns,
     evaluate_policy,
     gae,
-    ppo_clip_loss,
-    train_ppo,
     train_reinforce,
 )
+from dlbook.rl.ppo import PPOConfig, ppo_clip_loss, train_ppo
 
 __all__ = [
     "ACTIONS",

@@ -2,7 +2,8 @@
 
 The physics, constants, thresholds, rewards and time limit are gymnasium's ``CartPole-v1``
 (Barto, Sutton and Anderson, 1983), computed in the same order, so that the same state and action
-give the same next state; ``tests/test_rl_cartpole.py`` checks it step for step against gymnasium.
+give the same next state; ``tests/test_rl.py`` (``test_cartpole_matches_gymnasium_step_for_step``)
+checks it step for step against gymnasium, as does the chapter's notebook ``cartpole.ipynb``.
 The state is ``(x, x_dot, theta, theta_dot)``: cart position and velocity, pole angle (radians,
 0 = upright) and angular velocity. Action 1 pushes the cart right with 10 N, action 0 left.
 
@@ -25,6 +26,8 @@ import math
 
 import numpy as np
 import torch
+
+from dlbook.runtime import resolve_device
 
 __all__ = ["CartPole", "cartpole_dynamics"]
 
@@ -107,9 +110,12 @@ class CartPole:
 
     Args:
         num_envs: ``N``, the number of environments.
-        device: where the state lives (a GPU steps tens of thousands of environments at once).
-        dtype: ``torch.float64`` reproduces gymnasium's arithmetic exactly; ``float32`` is faster.
-        seed: seeds the reset generator.
+        device: where the state lives (a GPU steps tens of thousands of environments at once);
+            ``None``: :func:`dlbook.device`.
+        dtype: ``torch.float64`` on the CPU reproduces gymnasium's arithmetic exactly; ``float32``
+            is faster.
+        seed: seeds the environments' own generator, which draws every initial state (the
+            global random generators are not used).
         max_steps: the time limit (500 in CartPole-v1).
         compile: compile the step (physics, termination, truncation; not the reset) with
             ``torch.compile``: one fused kernel instead of some forty small operations; worth it
@@ -129,9 +135,9 @@ class CartPole:
         self,
         num_envs: int,
         *,
-        device: torch.device | str = "cpu",
+        device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
-        seed: int | None = None,
+        seed: int = 0,
         max_steps: int = MAX_STEPS,
         compile: bool = False,
     ) -> None:
@@ -141,14 +147,16 @@ class CartPole:
             raise ValueError(f"dtype must be a float dtype, got {dtype}")
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.num_envs, self.device, self.dtype, self.max_steps = (
             num_envs,
-            torch.device(device),
+            resolve_device(device),
             dtype,
             max_steps,
         )
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(0 if seed is None else seed)
+        self.generator.manual_seed(int(seed))
         self._s = torch.zeros(num_envs, 4, device=self.device, dtype=dtype)
         self._final = self._s
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=self.device)

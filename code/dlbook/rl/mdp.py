@@ -165,7 +165,8 @@ def gridworld(
 ) -> GridWorld:
     """Build the :class:`GridWorld` MDP of a layout (see the class for the rules).
 
-    Derived in: Chapter 5, *A gridworld*.
+    Derived in: Chapter 5, *Markov decision processes* (built in the notebook *Gridworld and
+    dynamic programming*).
     """
     layout = tuple(layout)
     if not layout or len({len(row) for row in layout}) != 1:

@@ -1,0 +1,242 @@
+"""PPO on CartPole, in the manner of CleanRL's single-file ``ppo.py``: its settings under its
+names (:class:`PPOConfig`), the clipped objective, and the trainer (:func:`train_ppo`), with the
+environments on the device.
+
+Derived in: Chapter 5, *Generalised advantage estimation* and *PPO's clipped objective*.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from dlbook.rl.cartpole import CartPole
+from dlbook.rl.pg import ActorCritic, evaluate_policy, gae
+from dlbook.runtime import resolve_device, rng_scope
+from dlbook.train import History, Run, StopTraining, check_progress, train_loop
+
+__all__ = ["PPOConfig", "ppo_clip_loss", "train_ppo"]
+
+# ------------------------------------------------------------------------- the clipped objective
+
+
+def ppo_clip_loss(
+    logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, clip: float = 0.2
+) -> torch.Tensor:
+    """PPO's clipped surrogate, as a loss to minimise (a scalar).
+
+        r = exp(logp_new - logp_old),   L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A))
+
+    Derived in: Chapter 5, *PPO's clipped objective*.
+    """
+    if not (logp_new.shape == logp_old.shape == advantages.shape):
+        raise ValueError(
+            f"logp_new {tuple(logp_new.shape)}, logp_old {tuple(logp_old.shape)} and advantages "
+            f"{tuple(advantages.shape)} must have the same shape"
+        )
+    if not 0.0 < clip < 1.0:
+        raise ValueError(f"clip must be in (0, 1), got {clip}")
+    ratio = torch.exp(logp_new - logp_old)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class PPOConfig:
+    """PPO's settings, under the names of CleanRL's ``ppo.py``.
+
+    One iteration collects ``num_steps`` steps from each of ``num_envs`` environments
+    (``batch_size`` steps) and runs ``update_epochs`` passes over them in ``num_minibatches``
+    minibatches. The defaults are ours, tuned for :class:`CartPole` (CleanRL's: 4 environments,
+    ``learning_rate=2.5e-4``, ``ent_coef=0.01``); like CleanRL's ``clip_vloss=False``, the value
+    loss is not clipped, and there is no ``target_kl``.
+
+    Derived in: Chapter 5, *PPO's clipped objective*.
+    """
+
+    total_timesteps: int = 400_000
+    learning_rate: float = 1e-3
+    num_envs: int = 32
+    num_steps: int = 128
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    hidden: int = 64  # ours: the width of the actor's and the critic's two hidden layers
+
+    def __post_init__(self) -> None:
+        if min(self.num_envs, self.num_steps, self.num_minibatches, self.update_epochs) < 1:
+            raise ValueError("num_envs, num_steps, num_minibatches and update_epochs must be >= 1")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_minibatches ({self.num_minibatches}) must divide the batch "
+                f"num_envs * num_steps = {self.batch_size}"
+            )
+        if self.total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be >= 1, got {self.total_timesteps}")
+        if not 0.0 < self.clip_coef < 1.0:
+            raise ValueError(f"clip_coef must be in (0, 1), got {self.clip_coef}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    @property
+    def batch_size(self) -> int:
+        """Steps collected per iteration: ``num_envs * num_steps`` (CleanRL's name)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """``batch_size // num_minibatches`` (CleanRL's name)."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        """Iterations (rollouts and updates): ``total_timesteps // batch_size``, at least 1."""
+        return max(1, self.total_timesteps // self.batch_size)
+
+
+def train_ppo(
+    cfg: PPOConfig | None = None,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    target_return: float | None = None,
+    eval_every: int = 5,
+    eval_episodes: int = 100,
+    time_limit_s: float | None = None,
+    progress: str = "plot",
+) -> Run:
+    """PPO with GAE, the clipped objective, a value loss and minibatches, on :class:`CartPole`.
+
+    Every ``eval_every`` iterations (and after the last) the greedy policy plays ``eval_episodes``
+    episodes (recorded as ``"eval"``, with the wall-clock seconds so far as ``"seconds"``;
+    ``eval_every=0``: never); training stops early once that mean reaches ``target_return``, or
+    when ``time_limit_s`` has passed.
+
+    Args:
+        seed: seeds the networks, the environments' resets, the actions sampled and the minibatch
+            order, in a stream of the call's own (the caller's random generators are left as they
+            were); the same seed on the same device gives the same run.
+        device: ``None``: :func:`dlbook.device`.
+        progress: ``"plot"`` (a progress bar and the returns redrawn live), ``"bar"`` or ``"off"``.
+
+    Returns:
+        A :class:`~dlbook.train.Run`: ``model`` the :class:`ActorCritic`; ``history`` is indexed
+        by environment steps: ``"return"`` is the mean return of the episodes that ended in each
+        iteration, ``"eval"`` and ``"seconds"`` the evaluations.
+
+    Derived in: Chapter 5, *Generalised advantage estimation* and *PPO's clipped objective*.
+    """
+    cfg = cfg or PPOConfig()
+    if eval_every < 0 or eval_episodes < 1:
+        raise ValueError(
+            f"eval_every must be >= 0 and eval_episodes >= 1, got {eval_every}, {eval_episodes}"
+        )
+    check_progress(progress)
+    device = resolve_device(device)
+    T, N, batch = cfg.num_steps, cfg.num_envs, cfg.batch_size
+    iterations = cfg.num_iterations
+    with rng_scope(seed, device):
+        env = CartPole(N, device=device, seed=seed)
+        agent = ActorCritic(env.observation_size, env.num_actions, cfg.hidden).to(device)
+        opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        # the rollout's storage: (T, N, ...) tensors, filled anew in every iteration
+        obs_buf = torch.zeros(T, N, env.observation_size, device=device)
+        act_buf = torch.zeros(T, N, dtype=torch.long, device=device)
+        logp_buf, rew_buf, val_buf, nextval_buf = (
+            torch.zeros(T, N, device=device) for _ in range(4)
+        )
+        term_buf, done_buf = (torch.zeros(T, N, dtype=torch.bool, device=device) for _ in range(2))
+        history = History()
+        obs = env.reset()
+        ep_return = torch.zeros(N, device=device)  # of each environment's running episode
+        start = time.perf_counter()
+
+        def iteration(it: int) -> dict[str, float]:
+            nonlocal obs, ep_return
+            if cfg.anneal_lr:
+                opt.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - it / iterations)
+            # 1. collect T steps in each of the N environments
+            finished: list[torch.Tensor] = []
+            with torch.no_grad():
+                for t in range(T):
+                    dist = agent.dist(obs)
+                    action = dist.sample()
+                    obs_buf[t], act_buf[t] = obs, action
+                    logp_buf[t], val_buf[t] = dist.log_prob(action), agent.value(obs)
+                    obs, reward, term, trunc = env.step(action)
+                    done = term | trunc
+                    rew_buf[t], term_buf[t], done_buf[t] = reward, term, done
+                    # the value of the state reached: of the final observation if it ended
+                    nextval_buf[t] = agent.value(torch.where(done[:, None], env.final_obs, obs))
+                    ep_return += reward
+                    if bool(done.any()):
+                        finished.append(ep_return[done].clone())
+                        ep_return = torch.where(done, torch.zeros_like(ep_return), ep_return)
+                # 2. advantages by GAE, value targets
+                adv, ret = gae(
+                    rew_buf, val_buf, nextval_buf, term_buf, done_buf, cfg.gamma, cfg.gae_lambda
+                )
+            # 3. update_epochs passes of minibatch steps on the clipped objective
+            b_obs = obs_buf.reshape(batch, env.observation_size)
+            b_act, b_logp = act_buf.reshape(batch), logp_buf.reshape(batch)
+            b_adv, b_ret = adv.reshape(batch), ret.reshape(batch)
+            for _ in range(cfg.update_epochs):
+                perm = torch.randperm(batch, device=device)
+                for k in range(0, batch, cfg.minibatch_size):
+                    idx = perm[k : k + cfg.minibatch_size]
+                    dist = agent.dist(b_obs[idx])
+                    a = b_adv[idx]
+                    if cfg.norm_adv:
+                        a = (a - a.mean()) / (a.std() + 1e-8)
+                    pg_loss = ppo_clip_loss(
+                        dist.log_prob(b_act[idx]), b_logp[idx], a, cfg.clip_coef
+                    )
+                    v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * dist.entropy().mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                    opt.step()
+            # 4. record, at the environment steps so far; evaluate; stop early if asked
+            steps = (it + 1) * batch
+            if finished:
+                history.log(steps, **{"return": float(torch.cat(finished).mean())})
+            if eval_every and ((it + 1) % eval_every == 0 or it == iterations - 1):
+                score = evaluate_policy(
+                    lambda o: agent.act(o, greedy=True),
+                    eval_episodes,
+                    seed=seed + 10_000 + it,
+                    device=device,
+                ).mean()
+                history.log(steps, eval=score, seconds=time.perf_counter() - start)
+                if target_return is not None and score >= target_return:
+                    raise StopTraining
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                raise StopTraining
+            return {}  # recorded above, at environment steps rather than iterations
+
+        train_loop(
+            iteration,
+            iterations,
+            history=history,
+            desc="PPO",
+            progress=progress,
+            plot=dict(
+                names=["return", "eval"], title="PPO on CartPole", ylabel="mean episode return"
+            ),
+        )
+    return Run(model=agent, history=history)
