@@ -33,12 +33,14 @@ def notebook_runs():
     """Every notebook of the book, executed once per session, two at a time.
 
     ``{path: Run}`` (see ``tests/notebook_runs.py``): the executed notebook, its time, and the
-    error, if any. ``test_notebook_runs.py`` checks each notebook cell by cell, and the book build
-    renders these same executions instead of running every notebook again.
+    error, if any. They run as the book build runs them (``DLBOOK_FRAMES=1``: the interactive
+    figures draw the HTML book's frames). ``test_notebook_runs.py`` checks each notebook cell by
+    cell, and the book build renders these same executions instead of running every notebook
+    again.
     """
     import notebook_runs as nr
 
-    return nr.execute_all(nr.book_notebooks(), jobs=2)
+    return nr.execute_all(nr.book_notebooks(), jobs=2, env=nr.BOOK)
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +106,14 @@ def data_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("DLBOOK_DATA", str(cache))
     return cache
+
+
+@pytest.fixture
+def one_thread():
+    """Small networks train fastest on one CPU thread; the test leaves torch as it found it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

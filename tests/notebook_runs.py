@@ -5,6 +5,9 @@
     python tests/notebook_runs.py --cache DIR            also store them in a jupyter-cache
     python tests/notebook_runs.py --smoke                the full budget's code, loops cut short
 
+Run for the book (not ``--smoke``), the notebooks see ``DLBOOK_FRAMES=1``, as the book build's
+kernels do (``_ext/book_fixes.py``): their interactive figures draw the HTML book's frames.
+
 Each notebook runs exactly as the book build runs it: MyST-NB's own executor
 (``jupyter_cache.executors.utils.single_nb_execution``, which the build calls in its ``cache``
 mode), in a fresh kernel, in the notebook's own folder, with the timeout and ``allow_errors`` of
@@ -17,7 +20,8 @@ once per ``pytest`` run, and both checks see that one execution.
 Each notebook executes in a subprocess of its own, so a kernel that prints noise as it shuts down
 (jupyter_client's ZMQ callbacks) prints it into that subprocess's log, which is kept for a failing
 notebook and never parsed: whether a notebook passed is what its executor returned. The run
-settings of ``dlbook`` (``DLBOOK_BUDGET``, ``DLBOOK_SMOKE``, ``DLBOOK_AUTOCAST``) come only from
+settings of ``dlbook`` (``DLBOOK_BUDGET``, ``DLBOOK_SMOKE``, ``DLBOOK_AUTOCAST``,
+``DLBOOK_FRAMES``) come only from
 the caller's ``env``, never from the shell the tests were started in. A notebook whose asserts
 depend on measured time (``"dlbook": {"run_alone": true}`` in its metadata) runs while no other
 notebook does.
@@ -152,7 +156,9 @@ def _execute_in_this_process(path: Path, out: Path) -> None:
 
 
 SMOKE = {"DLBOOK_BUDGET": "full", "DLBOOK_SMOKE": "1"}  # see dlbook.runtime.smoke
-RUN_SETTINGS = ("DLBOOK_BUDGET", "DLBOOK_SMOKE", "DLBOOK_AUTOCAST")  # set by the caller only
+BOOK = {"DLBOOK_FRAMES": "1"}  # executed for the book: interactive figures draw their frames
+# set by the caller only
+RUN_SETTINGS = ("DLBOOK_BUDGET", "DLBOOK_SMOKE", "DLBOOK_AUTOCAST", "DLBOOK_FRAMES")
 
 
 def runs_alone(path: Path) -> bool:
@@ -285,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     paths = [p.resolve() for p in args.notebooks] or book_notebooks()
     start = time.perf_counter()
-    runs = execute_all(paths, jobs=args.jobs, quiet=False, env=SMOKE if args.smoke else None)
+    runs = execute_all(paths, jobs=args.jobs, quiet=False, env=SMOKE if args.smoke else BOOK)
     failed = [r for r in runs.values() if r.failure()]
     for r in failed:
         print(f"\n=== {r.failure()}\n--- its log:\n{r.log[-3000:]}")

@@ -319,9 +319,11 @@ def test_char_corpus_from_a_small_text(data_cache, tmp_path, monkeypatch):
 
 
 def test_tinyshakespeare_itself():
-    if not data.cached_path("tinyshakespeare").is_file():
+    path = data.cached_path("tinyshakespeare")
+    if not path.is_file() or data.sha256_of(path) != data.REGISTRY["tinyshakespeare"].sha256:
         pytest.skip(
-            "tiny-shakespeare is not in the cache and there may be no network; "
+            "tiny-shakespeare is not in the cache (or not the pinned file) and there may be no "
+            "network; "
             "seed it with: python -m dlbook.data seed ../shared/data"
         )
     corpus = data.load_tinyshakespeare()

@@ -144,7 +144,12 @@ def test_a_right_answer_passes(chapter, name, i, capsys):
 
 
 @pytest.mark.parametrize(("chapter", "name", "i"), MISTAKES)
-def test_each_listed_mistake_fails_with_its_hint(chapter, name, i):
+def test_each_listed_mistake_differs_from_the_reference_and_no_earlier_one_shadows_it(
+    chapter, name, i
+):
+    """The checker recognises a mistake by comparing with its own ``wrong`` function, so this
+    does not test the recognition (the students' wrong answers below do): it fails when a listed
+    mistake computes what the reference computes, or an earlier mistake claims its answers."""
     exercise, _, _ = _exercise(chapter, name)
     mistake = exercise.mistakes[i]
     assert f"known mistake, {mistake.name}: {mistake.hint}" in _feedback(

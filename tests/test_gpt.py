@@ -628,7 +628,7 @@ PUBLIC_NAMES = [
 
 
 def test_every_public_name_of_the_package_still_resolves():
-    # The one name added since: checkpoint.unwrap, the module inside a compiled model.
+    # Added since: checkpoint.unwrap, the module inside a compiled model.
     assert sorted(gpt.__all__) == sorted([*PUBLIC_NAMES, "unwrap"])
     homes = {
         "dlbook.gpt.model",

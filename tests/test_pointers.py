@@ -1,7 +1,7 @@
 """The pointers in dlbook's docstrings lead somewhere: to a section of the book, to a test file.
 
-Every public docstring of ``code/dlbook`` ends with a pointer to where the book derives it, in one
-format::
+A docstring of ``code/dlbook`` that says where the book derives it (every module's, and the
+public functions' that the book derives) does so in one format::
 
     Derived in: Chapter 3, *Sampling* and *The KV cache*.
     Derived in: Chapter 4, *The minimax game* (trained in the notebook *GANs on 2-D mixtures*).

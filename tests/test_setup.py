@@ -49,6 +49,13 @@ def test_setup_arguments_win_over_the_environment_and_are_validated(monkeypatch)
         dlbook.setup(0, device="toaster", quiet=True)
     with pytest.raises(ValueError, match="threads must be"):
         dlbook.setup(0, threads=0, quiet=True)
+    # a call that fails changes nothing: not the threads, not the recorded choice
+    before, chosen = torch.get_num_threads(), dlbook.budget()
+    with pytest.raises(ValueError, match="not a device name"):
+        dlbook.setup(0, threads=before + 1, device="toaster", quiet=True)
+    with pytest.raises(ValueError, match="budget must be one of"):
+        dlbook.setup(0, threads=before + 1, budget="huge", quiet=True)
+    assert torch.get_num_threads() == before and dlbook.budget() == chosen
 
 
 def test_setup_sets_torch_threads_only_when_asked():

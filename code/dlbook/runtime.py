@@ -39,6 +39,7 @@ __all__ = [
     "budget",
     "by_budget",
     "device",
+    "eval_mode",
     "reset",
     "resolve_device",
     "rng_scope",
@@ -253,15 +254,18 @@ def setup(
     global _chosen
     from dlbook import plot
 
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    dev = _pick_device(device)  # every argument is checked before anything changes
+    chosen_budget = _pick_budget(budget, dev)
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         torch.set_num_threads(threads)
-    dev = _pick_device(device)
     chosen = Runtime(
         seed=seed,
         device=dev,
-        budget=_pick_budget(budget, dev),
+        budget=chosen_budget,
         smoke=_env_smoke(),
         threads=torch.get_num_threads(),
     )
@@ -284,14 +288,16 @@ def reset() -> None:
 def rng_scope(seed: int, dev: torch.device | str | None = None) -> Iterator[None]:
     """Draw from a private stream seeded by ``seed``; the global generators are restored after.
 
-    Inside the block, torch (CPU and every GPU), NumPy's global generator and
+    Inside the block, torch (CPU, every CUDA GPU, MPS), NumPy's global generator and
     Python's ``random`` are seeded with ``seed``; on leaving it, all of them are as they were.
     This is how every dlbook trainer honours its ``seed`` argument: same seed, same numbers,
     whatever ran before, and the caller's own random stream is left untouched.
     """
     resolve_device(dev)  # validates it
-    # torch.manual_seed reseeds every CUDA device: fork (save and restore) all of them
+    # torch.manual_seed reseeds every CUDA device, and Apple's MPS generator: save and restore
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    mps_state = torch.mps.get_rng_state() if mps is not None and mps.is_available() else None
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=devices):
         seed_everything(seed)
@@ -300,3 +306,17 @@ def rng_scope(seed: int, dev: torch.device | str | None = None) -> Iterator[None
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+            if mps_state is not None:
+                torch.mps.set_rng_state(mps_state)
+
+
+@contextlib.contextmanager
+def eval_mode(module: Any) -> Iterator[Any]:
+    """``with eval_mode(model):`` runs the block in eval mode (no dropout) and restores the
+    module's training flag afterwards, whatever it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

@@ -27,10 +27,9 @@ Derived in: Preface, *How to run the notebooks* (training loops).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm as auto_tqdm
 from tqdm.notebook import tqdm as notebook_tqdm
+
+from dlbook.runtime import eval_mode  # here for the trainers; it lives where torch models do
 
 __all__ = [
     "PROGRESS",
@@ -159,18 +160,6 @@ def check_progress(progress: str) -> str:
     if progress not in PROGRESS:
         raise ValueError(f"progress must be one of {PROGRESS}, got {progress!r}")
     return progress
-
-
-@contextlib.contextmanager
-def eval_mode(module: Any) -> Iterator[Any]:
-    """``with eval_mode(model):`` runs the block in eval mode (no dropout) and restores the
-    module's training flag afterwards, whatever it was."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 class LivePlot:

@@ -53,6 +53,9 @@ cell's nbformat id, or its index where it has none) and is kept once given, so a
 changes nothing; a ``grade_id`` that another cell already holds (a copied cell) is replaced. The
 rest of a cell's nbgrader metadata is rebuilt from its role every time.
 
+About 420 lines because the rules above are one pass over a notebook, with the command line that
+runs it; split, the roles of cells would be defined in one file and used in another.
+
 Derived in: Preface, *Teaching with this book*.
 """
 

@@ -20,7 +20,7 @@ import torch
 from dlbook.checkpoint import unwrap
 from dlbook.gpt.model import GPT, KVCache
 from dlbook.gpt.train import autocast as _autocast  # generate's keyword argument hides the name
-from dlbook.train import eval_mode
+from dlbook.runtime import eval_mode
 
 __all__ = ["generate", "next_token_probs", "sample_next", "top_k_filter", "top_p_filter"]
 

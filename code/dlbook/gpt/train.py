@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 
 from dlbook.checkpoint import unwrap
-from dlbook.runtime import resolve_device
-from dlbook.train import eval_mode
+from dlbook.runtime import eval_mode, resolve_device
 
 __all__ = [
     "AUTOCAST_ENV",

@@ -162,7 +162,7 @@ def evaluate_policy(
     episodes: int = 100,
     *,
     env: str = "torch",
-    seed: int = 0,
+    seed: int = 10_000,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
     """Run ``episodes`` full episodes of ``policy`` (``(N, 4)`` float obs -> ``(N,)`` actions).
@@ -172,7 +172,8 @@ def evaluate_policy(
             ``"gymnasium"`` (``gymnasium.make("CartPole-v1")``, one environment per episode,
             stepped in lockstep; the observations go to ``device`` for the policy).
         seed: seeds the episodes' initial states and anything ``policy`` samples; the caller's
-            random generators are left as they were.
+            random generators are left as they were. The default, 10,000, keeps an evaluation
+            away from the starting states of training environments seeded 0, 1, 2, ...
         device: ``None``: :func:`dlbook.device`.
 
     Returns:
