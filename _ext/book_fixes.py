@@ -11,6 +11,10 @@ It also lets the tests read Sphinx's warnings where Sphinx writes them: when the
 variable ``DLBOOK_SPHINX_WARNINGS`` names a file, everything Sphinx writes to its warning stream
 (after its own filters: what ``-W`` turns into a failed build) is written to that file too. The
 build's other output, such as a Jupyter kernel's log lines as it shuts down, never reaches it.
+
+And it tells the notebooks that they are executed for the HTML book: ``DLBOOK_FRAMES=1`` (unless
+the environment sets it already), which the kernels the build starts inherit, so each interactive
+figure also draws its frames for the page's own controls (see ``dlbook.frames``).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def copy_warnings_to(path: str) -> None:
 
 
 def setup(app):
+    os.environ.setdefault("DLBOOK_FRAMES", "1")  # dlbook.frames.FRAMES_ENV
     app.connect("html-page-context", dedupe_scripts, priority=900)
     if os.environ.get("DLBOOK_SPHINX_WARNINGS"):
         copy_warnings_to(os.environ["DLBOOK_SPHINX_WARNINGS"])

@@ -3,6 +3,7 @@
     python -m benchmarks.book                 # every notebook, then `jupyter-book build .`
     python -m benchmarks.book --quick         # CI-sized: the preface's notebooks, no build
     python -m benchmarks.book --only 03-gpt   # the notebooks whose path contains 03-gpt
+    python -m benchmarks.book --build-only [--no-frames]   # the build alone, frames on (off)
 
 Each notebook runs alone in a fresh kernel, one after the other, as a reader's
 ``jupyter-book build .`` runs it; the build runs into a temporary folder with an empty execution
@@ -13,6 +14,7 @@ cache, so it executes every notebook again. Budgets: 4 minutes per notebook on t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ def notebooks(only: str | None = None) -> list[Path]:
 
 
 def run_notebook(path: Path) -> float:
+    """Seconds to execute the notebook as the book's build does (``DLBOOK_FRAMES`` as set)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -49,17 +52,26 @@ def main(argv=None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--only", default=None, help="only notebooks whose path contains this")
     p.add_argument("--skip-build", action="store_true", help="do not time jupyter-book build")
+    p.add_argument("--build-only", action="store_true", help="time jupyter-book build alone")
+    p.add_argument(
+        "--no-frames",
+        action="store_true",
+        help="DLBOOK_FRAMES=0: interactive figures draw no frames (the book before they did)",
+    )
     args = p.parse_args(argv)
+    os.environ["DLBOOK_FRAMES"] = "0" if args.no_frames else "1"  # the kernels inherit it
+    frames = "without" if args.no_frames else "with"
     only = "00-preface" if args.quick and not args.only else args.only
     rows, total = [], 0.0
-    for path in notebooks(only):
+    for path in [] if args.build_only else notebooks(only):
         sec = run_notebook(path)
         total += sec
         verdict = "ok" if sec <= BUDGET_S else "OVER BUDGET"
         rows.append([str(path.relative_to(ROOT)), f"{sec:.1f}", verdict])
         print(f"{rows[-1][0]}: {sec:.1f} s", flush=True)
-    rows.append(["**all notebooks**", f"{total:.1f}", f"{total / 60:.1f} min"])
-    notes = f"Budget: {BUDGET_S:.0f} s per notebook."
+    if not args.build_only:
+        rows.append(["**all notebooks**", f"{total:.1f}", f"{total / 60:.1f} min"])
+    notes = f"Budget: {BUDGET_S:.0f} s per notebook. Interactive figures {frames} their frames."
     if not (args.quick or args.skip_build or args.only):
         with tempfile.TemporaryDirectory() as out:
             jb = Path(sys.executable).with_name("jupyter-book")
@@ -71,13 +83,17 @@ def main(argv=None) -> None:
             )
             build = time.perf_counter() - start
         status = "ok" if r.returncode == 0 else f"FAILED (exit {r.returncode})"
-        rows.append(["`jupyter-book build .` (fresh cache)", f"{build:.1f}", status])
+        what = f"`jupyter-book build .` (fresh cache, {frames} frames)"
+        rows.append([what, f"{build:.1f}", status])
         notes += (
             f" A reader's build executes every notebook: {build / 60:.1f} min. pytest executes each"
             " notebook once, two at a time, and builds the book from those runs."
         )
     record(
-        "book: notebook execution times",
+        # a build-only section is titled apart: tests/notebook_runs.py reads the last "book:" one
+        f"book build alone, {frames} the interactive figures' frames"
+        if args.build_only
+        else "book: notebook execution times",
         torch.device("cpu"),
         table(["notebook", "seconds", "verdict"], rows),
         notes=notes,

@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="notebooks at a time (default 2)")
     p.add_argument("--cache", type=Path, help="store the executed notebooks in this jupyter-cache")
     p.add_argument("--smoke", action="store_true", help="DLBOOK_BUDGET=full DLBOOK_SMOKE=1")
+    p.add_argument(
+        "--live", action="store_true", help="as in Jupyter: no DLBOOK_FRAMES, no frames drawn"
+    )
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: one notebook, here
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -291,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     paths = [p.resolve() for p in args.notebooks] or book_notebooks()
     start = time.perf_counter()
-    runs = execute_all(paths, jobs=args.jobs, quiet=False, env=SMOKE if args.smoke else BOOK)
+    env = SMOKE if args.smoke else {} if args.live else BOOK
+    runs = execute_all(paths, jobs=args.jobs, quiet=False, env=env)
     failed = [r for r in runs.values() if r.failure()]
     for r in failed:
         print(f"\n=== {r.failure()}\n--- its log:\n{r.log[-3000:]}")

@@ -57,7 +57,27 @@ def test_page_declares_each_inline_script_once(book_html, entry):
     html = (book_html / f"{entry}.html").read_text()
     assert html.count("const THEBE_JS_URL") <= 1, "a redeclared const is a JavaScript error"
     inline = re.findall(r"<script>(.*?)</script>", html, re.S)
+    # an interactive figure's script wires the figure it sits in: one per figure, by design
+    inline = [s for s in inline if "script.dlbook-frames-data" not in s]
     assert len(inline) == len(set(inline)), "an inline script appears twice"
+
+
+@pytest.mark.parametrize("entry", _notebooks())
+def test_each_interactive_figure_has_its_html_controls_and_frames(book_html, entry):
+    nb = nbformat.read(ROOT / f"{entry}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    html = (book_html / f"{entry}.html").read_text()
+    figures = re.findall(r'<div class="dlbook-frames" id="[^"]+">', html)
+    assert len(figures) == len(re.findall(r"\binteractive_figure\(", code))
+    # none falls back to the description of the live controls
+    assert 'class="dlbook-controls"' not in html
+
+
+def test_no_page_outgrows_4_mb(book_html):
+    sizes = {p.relative_to(book_html): p.stat().st_size for p in book_html.rglob("*.html")}
+    big = {str(p): f"{s / 1e6:.1f} MB" for p, s in sizes.items() if s > 4e6}
+    assert not big, f"pages over 4 MB: {big}"
+    assert max(sizes.values()) > 100_000  # the book's pages were read, not an empty folder
 
 
 def test_maths_is_served_from_the_build(book_html):

@@ -4,8 +4,11 @@ Serves the built book on localhost and, for every page of ``_toc.yml``: the page
 JavaScript error (uncaught exceptions and console errors), every image has loaded, display maths
 has been typeset by MathJax (served from the build: no network), a notebook page's Colab link
 points to that page's notebook, and hidden solutions stay hidden until their toggle is clicked.
-The search page finds "softmax" and "Bellman". A screenshot of each chapter's first page is
-written to ``_build/screenshots/``.
+The search page finds "softmax" and "Bellman". On every page with interactive figures, each
+control of each figure is moved (the keyboard for sliders and check boxes, a selection for
+drop-downs) and the frame shown must be the one drawn for the values the controls show, with no
+request to the network. A screenshot of each chapter's first page is written to
+``_build/screenshots/``.
 
 Skipped, with the reason, where Chromium or Playwright is missing (``.ci/run`` installs both).
 """
@@ -73,6 +76,8 @@ class _Page:
     def __init__(self, browser, url: str):
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
         self.errors: list[str] = []
+        self.requests: list[str] = []  # every URL the page asked for
+        self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on(
             "console",
@@ -180,3 +185,106 @@ def test_screenshot_of_each_chapters_first_page(browser, site):
             assert target.stat().st_size > 10_000, f"{target} looks empty"
         finally:
             p.close()
+
+
+def _pages_with_interactive_figures() -> list[tuple[str, int]]:
+    """``(entry, how many interactive figures its notebook makes)`` for each such page."""
+    import re
+
+    import nbformat
+
+    pages = []
+    for entry in toc_entries():
+        path = ROOT / f"{entry}.ipynb"
+        if path.is_file():
+            cells = nbformat.read(path, as_version=4).cells
+            code = "\n".join(c.source for c in cells if c.cell_type == "code")
+            n = len(re.findall(r"\binteractive_figure\(", code))
+            if n:
+                pages.append((entry, n))
+    return pages
+
+
+_STATE = """root => {
+  const data = JSON.parse(root.querySelector("script.dlbook-frames-data").textContent);
+  const img = root.querySelector("img.dlbook-frame");
+  const shown = Array.from(root.querySelectorAll("[data-axis]")).map(el => {
+    if (el.type === "checkbox") return {pos: el.checked ? 1 : 0, label: el.checked ? "on" : "off"};
+    if (el.tagName === "SELECT") return {pos: +el.value, label: el.selectedOptions[0].textContent};
+    return {pos: +el.value, label: root.querySelector(`output[for="${el.id}"]`).textContent};
+  });
+  const names = Array.from(root.querySelectorAll("[data-axis]")).map(el =>
+    el.type === "checkbox" ? el.parentElement.textContent.trim()
+      : root.querySelector(`label[for="${el.id}"]`).textContent);
+  return {shape: data.shape, alts: data.alts, frames: data.frames, shown, names,
+          frame: +img.getAttribute("data-frame"), alt: img.alt, src: img.src};
+}"""
+
+
+def _move(control, kind: str, now: int, target: int) -> None:
+    """Move one control from stop ``now`` to stop ``target``, as a reader would."""
+    if kind == "checkbox":
+        control.focus()
+        control.press("Space")
+    elif kind == "select":
+        control.select_option(index=target)  # a value could match an option's label too
+    else:  # a range input: the arrow keys
+        control.focus()
+        key = "ArrowRight" if target > now else "ArrowLeft"
+        for _ in range(abs(target - now)):
+            control.press(key)
+
+
+@pytest.mark.parametrize(("entry", "n_figures"), _pages_with_interactive_figures())
+def test_interactive_figures_move_in_the_html_book(browser, site, entry, n_figures):
+    p = _Page(browser, f"{site}/{entry}.html")
+    page = p.page
+    try:
+        figures = page.locator("div.dlbook-frames")
+        assert figures.count() == n_figures, (
+            f"{entry}: {figures.count()} figures with HTML controls, {n_figures} in the notebook"
+        )
+        loaded = len(p.requests)
+        for f in range(n_figures):
+            root = figures.nth(f)
+            state = root.evaluate(_STATE)
+            assert state["frame"] < len(state["frames"]) == len(state["alts"])
+            controls = root.locator("[data-axis]")
+            assert controls.count() == len(state["shape"]) >= 1
+            for i in range(controls.count()):
+                control = controls.nth(i)
+                kind = control.evaluate(
+                    "el => el.type === 'checkbox' ? 'checkbox' : el.tagName.toLowerCase()"
+                )
+                n = state["shape"][i]
+                now = state["shown"][i]["pos"]
+                others = [t for t in (n - 1, 0, n // 2) if t != now]
+                targets = list(dict.fromkeys(others))[:2]  # two other stops where there are
+                assert targets, f"{entry}: control {i} of figure {f} has one stop"
+                for target in targets:
+                    before = state["src"]
+                    _move(control, kind, state["shown"][i]["pos"], target)
+                    state = root.evaluate(_STATE)
+                    pos = [c["pos"] for c in state["shown"]]
+                    assert pos[i] == target, f"{entry}: control {i} at {pos[i]}, not {target}"
+                    k = 0
+                    for d, q in zip(state["shape"], pos):  # the last control varies fastest
+                        k = k * d + q
+                    where = f"{entry}, figure {f}, control {i} at stop {target}"
+                    assert state["frame"] == k, f"{where}: frame {state['frame']}, not {k}"
+                    assert state["src"] == "data:image/png;base64," + state["frames"][k]
+                    assert state["src"] != before, f"{where}: the image did not change"
+                    assert state["alt"] == state["alts"][k]
+                    for name, c in zip(state["names"], state["shown"]):
+                        assert f"{name} = {c['label']}" in state["alt"], (where, state["alt"])
+        broken = page.eval_on_selector_all(
+            "img.dlbook-frame", "els => els.filter(e => !e.complete || e.naturalWidth === 0)"
+        )
+        assert not broken, f"{entry}: a frame did not decode"
+        assert not p.errors, f"{entry}: JavaScript errors:\n" + "\n".join(p.errors)
+        later = [u for u in p.requests[loaded:] if not u.startswith("data:")]
+        assert not later, f"{entry}: moving the controls requested {later}"
+        away = [u for u in p.requests if not u.startswith((site, "data:"))]
+        assert not away, f"{entry}: requests off the book's own server: {away}"
+    finally:
+        p.close()

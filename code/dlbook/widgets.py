@@ -1,12 +1,13 @@
-"""Interactive figures that also read well in the static HTML book.
+"""Interactive figures that also work in the static HTML book.
 
 In the built book a widget's Python callback cannot run. So every demo is a pure function
-``plot(**params) -> Figure``: :func:`interactive_figure` draws it once at the controls' default
-values, as an ordinary figure output (what the HTML book shows), and then shows ipywidgets
-controls whose changes redraw that same output in place, for readers in Jupyter or Colab. The
-controls' output also carries an HTML description of each control (name, range, default), which
-is what the static book shows in their place: it loads no widget JavaScript, so it reads the same
-offline.
+``plot(**params) -> Figure``. :func:`interactive_figure` draws it at the controls' default values
+and shows ipywidgets controls whose changes redraw that figure in place, for readers in Jupyter or
+Colab. When the notebook is executed for the book (``DLBOOK_FRAMES=1``, which the book's build
+sets), it instead draws the figure at a grid of the controls' values and shows the frames with
+native HTML controls and a few lines of JavaScript (:mod:`dlbook.frames`): the HTML book's reader
+moves the controls too, offline and with no kernel. The live path is unchanged by it: frames are
+drawn only for the book.
 
 Both ipywidgets 8 and 7 work: Colab's runtime has ipywidgets 7.7 and IPython 7.34, and a widget of
 ipywidgets 7 has no ``_repr_mimebundle_`` (it displays itself through ``_ipython_display_``), so
@@ -22,11 +23,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from dlbook import frames as _frames
+
 __all__ = ["VIEW_MIME", "InteractiveFigure", "interactive_figure", "view_bundle"]
 
-NOTE = (
-    "Move the controls in Jupyter or Colab to redraw the figure; the HTML book shows the defaults."
-)
+NOTE = "Move the controls to redraw the figure (the HTML book shows frames drawn in advance)."
 
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"  # a live widget's output, for the front end
 
@@ -105,7 +106,11 @@ class InteractiveFigure:
     Attributes:
         controls: the ipywidgets controls, by parameter name.
         figure: the latest figure.
-        calls: how many times ``plot`` has been called (1 after construction).
+        calls: how many times ``plot`` has been called by the controls (1 after construction;
+            the frames for the HTML book are drawn apart and not counted).
+        grid: the stops of each control that the HTML book shows (:func:`dlbook.frames.frame_grid`).
+        frames: the frames drawn for the HTML book (:class:`dlbook.frames.Frames`), or None when
+            the notebook is not executed for the book.
     """
 
     def __init__(
@@ -115,6 +120,8 @@ class InteractiveFigure:
         *,
         note: bool = True,
         show: bool = True,
+        max_frames: int = _frames.MAX_FRAMES,
+        stops: dict[str, Any] | None = None,
     ) -> None:
         if not controls:
             raise ValueError("interactive_figure needs at least one control")
@@ -126,6 +133,8 @@ class InteractiveFigure:
                 )
         self.plot = plot
         self.controls = controls
+        self.grid = _frames.frame_grid(controls, max_frames=max_frames, stops=stops)
+        self.frames: _frames.Frames | None = None
         self.calls = 0
         self._handle = None
         self.figure = self._draw()
@@ -165,6 +174,11 @@ class InteractiveFigure:
         from dlbook.plot import enable_inline
 
         enable_inline()
+        if _frames.enabled():  # executed for the HTML book: frames and HTML controls instead
+            self.frames = _frames.render_frames(self.plot, self.grid)
+            self.frames.note = note
+            display(self.frames)
+            return
         self._handle = display(self.figure, display_id=True)
         display(_Controls(ipywidgets.VBox(list(self.controls.values())), self.controls, note))
 
@@ -175,7 +189,12 @@ class InteractiveFigure:
 
 
 def interactive_figure(
-    plot: Callable[..., Figure], *, note: bool = True, **controls: Any
+    plot: Callable[..., Figure],
+    *,
+    note: bool = True,
+    max_frames: int = _frames.MAX_FRAMES,
+    stops: dict[str, Any] | None = None,
+    **controls: Any,
 ) -> InteractiveFigure:
     """Draw ``plot`` at the controls' defaults, then wire the controls to redraw it.
 
@@ -189,7 +208,12 @@ def interactive_figure(
 
     Args:
         plot: a pure function of the control values returning a ``matplotlib.figure.Figure``.
-        note: print a one-line note that the controls work only in a live kernel.
-        **controls: ipywidgets controls, one per keyword argument of ``plot``.
+        note: add a one-line note on what the controls do where the figure is shown.
+        max_frames: the HTML book's frame budget for this figure (:mod:`dlbook.frames`): lower
+            it for a figure that is slow to draw or heavy to store.
+        stops: the values the HTML book's controls stop at, for any control that should not
+            follow the grid rule, e.g. ``stops={"episodes": [1, 4, 16, 64]}``.
+        **controls: ipywidgets controls, one per keyword argument of ``plot`` (not named
+            ``note``, ``max_frames`` or ``stops``).
     """
-    return InteractiveFigure(plot, controls, note=note)
+    return InteractiveFigure(plot, controls, note=note, max_frames=max_frames, stops=stops)
