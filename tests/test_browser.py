@@ -288,3 +288,65 @@ def test_interactive_figures_move_in_the_html_book(browser, site, entry, n_figur
         assert not away, f"{entry}: requests off the book's own server: {away}"
     finally:
         p.close()
+
+
+def test_a_figure_of_frames_works_from_a_file_and_without_javascript(browser, tmp_path):
+    """One figure's HTML alone, opened from ``file://``: moving its slider by the keyboard shows
+    the frame whose alt names the new value; with JavaScript off, its controls are disabled."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from dlbook.frames import frame_grid, frames_html, render_frames
+
+    def plot(temperature=1.0, kind="bars"):
+        fig, ax = plt.subplots(figsize=(3, 2), dpi=60)
+        x = list(range(6))
+        y = [2.0 ** (-i / temperature) for i in x]
+        (ax.bar if kind == "bars" else ax.plot)(x, y)
+        ax.set_title(f"{kind} at temperature {temperature:g}")
+        return fig
+
+    controls = {
+        "temperature": ipywidgets.FloatLogSlider(value=1.0, min=-1, max=1, step=0.5),
+        "kind": ipywidgets.Dropdown(options=["bars", "line"], value="bars"),
+    }
+    drawn = render_frames(plot, frame_grid(controls))
+    page = tmp_path / "figure.html"
+    page.write_text(f"<!doctype html><html><body>{frames_html(drawn)}</body></html>")
+    url = page.as_uri()
+    assert url.startswith("file://")
+
+    tab = browser.new_page()
+    errors, requests = [], []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("request", lambda r: requests.append(r.url))
+    try:
+        tab.goto(url)
+        slider = tab.locator("input[type=range]")
+        assert slider.is_enabled()
+        slider.focus()
+        slider.press("ArrowRight")  # temperature 1 -> 3.16
+        img = tab.locator("img.dlbook-frame")
+        assert img.get_attribute("alt").startswith("Figure at temperature = 3.16, kind = bars.")
+        assert "bars at temperature 3.16" in img.get_attribute("alt")
+        assert tab.locator("output").text_content() == "3.16"
+        tab.locator("select").select_option(index=1)
+        assert "temperature = 3.16, kind = line" in img.get_attribute("alt")
+        k = drawn.indices.index((3, 1))
+        assert img.get_attribute("data-frame") == str(k)
+        assert tab.locator(".dlbook-frames-live").text_content() == drawn.alts[k]
+        assert not errors, errors
+        assert all(u == url or u.startswith("data:") for u in requests), requests
+    finally:
+        tab.close()
+
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        tab.goto(url)
+        assert tab.locator("input[type=range]").is_disabled()
+        assert tab.locator("select").is_disabled()
+        alt = tab.locator("img.dlbook-frame").get_attribute("alt")
+        assert alt == drawn.alts[drawn.default]  # the figure at its defaults still shows
+    finally:
+        context.close()

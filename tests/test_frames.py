@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html.parser
 import json
 import math
@@ -23,10 +24,11 @@ def _size(axes) -> int:
 def _random_control(rng: random.Random):
     """A control as the book's notebooks make them, with a random range and default."""
     kind = rng.choice(["int", "float", "log", "dropdown", "selection", "checkbox"])
-    if kind == "int":
-        lo = rng.randint(-5, 5)
+    if kind == "int":  # a maximum that may lie off the steps
+        lo, step = rng.randint(-5, 5), rng.choice([1, 1, 3, 7])
         hi = lo + rng.randint(1, 200)
-        return ipywidgets.IntSlider(value=rng.randint(lo, hi), min=lo, max=hi)
+        value = min(lo + step * rng.randint(0, 60), hi)
+        return ipywidgets.IntSlider(value=value, min=lo, max=hi, step=step)
     if kind == "float":
         step = rng.choice([0.01, 0.05, 0.1, 0.25])
         k = rng.randint(1, 100)
@@ -41,9 +43,11 @@ def _random_control(rng: random.Random):
         n = round((hi - lo) / step)
         value = float(base) ** (lo + step * rng.randint(0, n))
         return ipywidgets.FloatLogSlider(value=value, base=base, min=lo, max=hi, step=step)
-    if kind in ("dropdown", "selection"):
+    if kind in ("dropdown", "selection"):  # as values or as (label, value) pairs
         options = [f"o{i}" for i in range(rng.randint(2, 40))]
         cls = ipywidgets.Dropdown if kind == "dropdown" else ipywidgets.SelectionSlider
+        if rng.random() < 0.5:
+            return cls(options=[(o.upper(), o) for o in options], value=rng.choice(options))
         return cls(options=options, value=rng.choice(options))
     return ipywidgets.Checkbox(value=rng.random() < 0.5)
 
@@ -51,7 +55,7 @@ def _random_control(rng: random.Random):
 def _stops_the_slider_can_take(w, axis) -> bool:
     """Every stop but the default lies on the slider's steps, between its ends."""
     for j, v in enumerate(axis.values):
-        if j == axis.default:
+        if j == axis.default or v == _end(w, "max"):
             continue
         x = math.log(v, w.base) if isinstance(w, ipywidgets.FloatLogSlider) else v
         k = (x - w.min) / w.step
@@ -84,12 +88,13 @@ def test_random_grids_keep_the_rule(seed):
             assert a.values == [False, True] and a.kind == "checkbox"
             continue
         if hasattr(w, "options") and w.options is not None and not hasattr(w, "min"):
-            order = list(w.options)
+            order = [o[1] if isinstance(o, tuple) else o for o in w.options]
             positions = [order.index(v) for v in a.values]
             assert positions == sorted(set(positions))
             assert positions[0] == 0 and positions[-1] == len(order) - 1
             continue
         assert a.values == sorted(set(a.values))
+        assert len(set(a.labels)) == len(a.labels)  # each stop reads apart from the others
         assert len(a.values) <= max(MAX_STOPS, 3)
         assert math.isclose(a.values[0], _end(w, "min")) and math.isclose(
             a.values[-1], _end(w, "max")
@@ -104,7 +109,8 @@ def _end(w, which: str) -> float:
 
 def _default_is_an_end(w) -> bool:
     if hasattr(w, "options") and w.options is not None and not hasattr(w, "min"):
-        return w.value in (w.options[0], w.options[-1])
+        order = [o[1] if isinstance(o, tuple) else o for o in w.options]
+        return w.value in (order[0], order[-1])
     return w.value in (_end(w, "min"), _end(w, "max"))
 
 
@@ -174,10 +180,39 @@ def test_declared_stops_are_kept_and_checked():
         frame_grid(controls, stops={"episodes": [1, 2, 8]})
     with pytest.raises(ValueError, match="not controls"):
         frame_grid(controls, stops={"episode": [1, 4]})
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="two or more distinct"):
         frame_grid(controls, stops={"episodes": [4]})
+    with pytest.raises(ValueError, match="two or more distinct"):
+        frame_grid(controls, stops={"episodes": [1, 4, 4]})
+    with pytest.raises(ValueError, match="increasing values from 1 to 64"):
+        frame_grid(controls, stops={"episodes": [50, 4, 1]})
+    with pytest.raises(ValueError, match="increasing values from 1 to 64"):
+        frame_grid(controls, stops={"episodes": [-3, 4]})
+    with pytest.raises(ValueError, match="not all among its options"):
+        frame_grid(controls, stops={"baseline": ["none", "median"]})
+    box = {"on": ipywidgets.Checkbox(value=True)}
+    with pytest.raises(ValueError, match=r"expected \[False, True\]"):
+        frame_grid(box, stops={"on": [0, 1, True]})
     with pytest.raises(ValueError, match="cannot draw frames for a Text"):
         frame_grid({"s": ipywidgets.Text(value="hi")})
+    with pytest.raises(ValueError, match="holds a range of values"):
+        frame_grid({"r": ipywidgets.IntRangeSlider(value=(2, 5), min=0, max=10)})
+    # options that share a value: the first one's label, as ipywidgets shows it
+    pairs = ipywidgets.Dropdown(options=[("a", 1), ("b", 1), ("c", 2)], value=1)
+    (a,) = frame_grid({"p": pairs}, stops={"p": [1, 2]})
+    assert a.labels == ["a", "c"]
+
+
+def test_a_maximum_off_the_steps_is_still_a_stop_and_labels_name_the_value():
+    (a,) = frame_grid({"n": ipywidgets.IntSlider(value=10, min=0, max=10, step=3)})
+    assert a.values == [0, 3, 6, 9, 10] and a.default == 4
+    (b,) = frame_grid({"n": ipywidgets.IntSlider(value=0, min=0, max=100, step=7)})
+    assert b.values[0] == 0 and b.values[-1] == 100 and len(b.values) == MAX_STOPS
+    (c,) = frame_grid({"x": ipywidgets.FloatSlider(value=1.0, min=1.0, max=1.05, step=0.001)})
+    assert "1.012" in c.labels or "1.013" in c.labels  # six digits, not "1.01"
+    assert len(set(c.labels)) == len(c.labels)
+    (d,) = frame_grid({"t": ipywidgets.FloatLogSlider(value=1.0, min=-1, max=1, step=0.5)})
+    assert d.labels == ["0.1", "0.316", "1", "3.16", "10"]  # three digits for a log slider
 
 
 # ----------------------------------------------------------------------------- frames
@@ -213,7 +248,7 @@ def drawn():
 def test_the_default_frame_is_the_plain_figure(drawn):
     plain = _plot()  # the function's own defaults, drawn apart from the grid
     try:
-        assert drawn.pngs[drawn.default] == render_png(plain)
+        assert drawn.pngs[drawn.default] == render_png(plain, box=drawn.box)
     finally:
         plt.close(plain)
     assert drawn.axes[0].values == pytest.approx([0.1, 0.316, 1, 3.16, 10], 1e-3)
@@ -227,7 +262,7 @@ def test_each_frame_is_the_figure_at_its_values_the_last_control_fastest(drawn):
         values = {a.name: a.values[i] for a, i in zip(drawn.axes, index)}
         fig = _plot(**values)
         try:
-            assert drawn.pngs[k] == render_png(fig), (k, values)
+            assert drawn.pngs[k] == render_png(fig, box=drawn.box), (k, values)
         finally:
             plt.close(fig)
         alt = drawn.alts[k]
@@ -235,6 +270,24 @@ def test_each_frame_is_the_figure_at_its_values_the_last_control_fastest(drawn):
             assert f"{a.label} = {a.labels[i]}" in alt
         assert f"temperature {values['temperature']:g}, {values['kind']}, " in alt  # the title
     assert drawn.indices[1] == (0, 0, 1)  # the row-major order the page's script reads
+
+
+def test_every_frame_has_one_size_so_the_figure_does_not_jump(drawn):
+    import io
+
+    from PIL import Image
+
+    sizes = {Image.open(io.BytesIO(png)).size for png in drawn.pngs}
+    assert len(sizes) == 1, sizes
+    # each frame alone would be cropped to its own ink, and these differ in size
+    own = set()
+    for k in range(len(drawn.pngs)):
+        fig = _plot(**{a.name: a.values[i] for a, i in zip(drawn.axes, drawn.indices[k])})
+        try:
+            own.add(Image.open(io.BytesIO(render_png(fig))).size)
+        finally:
+            plt.close(fig)
+    assert len(own) > 1
 
 
 def test_frames_are_palette_pngs_smaller_than_matplotlibs():
@@ -314,6 +367,8 @@ def test_html_is_self_contained_with_one_native_control_per_axis(drawn):
     ]
     assert controls[0][1]["value"] == str(drawn.axes[0].default)
     assert "checked" in controls[1][1]
+    # disabled until the script runs: without JavaScript the controls do not pretend to work
+    assert all("disabled" in a for _, a in controls)
     data = json.loads(p.data["dlbook-frames-data"])
     assert data["shape"] == [5, 2, 2] and len(data["frames"]) == 20
     assert data["alts"] == drawn.alts
@@ -348,3 +403,33 @@ def test_frames_are_on_only_for_the_book(monkeypatch):
     assert frames.enabled()
     monkeypatch.setenv(frames.FRAMES_ENV, "0")
     assert not frames.enabled()
+
+
+def test_in_a_kernel_the_book_gets_frames_and_jupyter_the_live_controls(monkeypatch):
+    """``interactive_figure`` in a (stand-in) kernel: with ``DLBOOK_FRAMES=1`` it displays one
+    output, the frames; without, the live figure and its ipywidgets, and draws no frame."""
+    import IPython
+    import IPython.display
+
+    from dlbook.widgets import _Controls, interactive_figure
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())  # a shell with no kernel
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    controls = {
+        "temperature": ipywidgets.FloatLogSlider(value=1.0, min=-1, max=1, step=0.5),
+        "kind": ipywidgets.Dropdown(options=["bars", "line"], value="bars"),
+    }
+    monkeypatch.setenv(frames.FRAMES_ENV, "1")
+    fig = interactive_figure(_plot, **controls)
+    plt.close(fig.figure)
+    assert len(shown) == 1 and shown[0] is fig.frames
+    assert len(fig.frames.pngs) == 5 * 2 and fig.calls == 1  # the frames are drawn apart
+    bundle = fig.frames._repr_mimebundle_()
+    assert 'class="dlbook-frames"' in bundle["text/html"]
+    assert base64.b64decode(bundle["image/png"]) == fig.frames.pngs[fig.frames.default]
+    shown.clear()
+    monkeypatch.delenv(frames.FRAMES_ENV)
+    live = interactive_figure(_plot, **controls)
+    plt.close(live.figure)
+    assert live.frames is None and [type(o) for o in shown] == [type(live.figure), _Controls]

@@ -22,8 +22,15 @@ The grid rule (:func:`frame_grid`), which the preface states for readers:
    same rule with one stop fewer (the first of them on a tie), options included; a control keeps
    its ends and its default, so no control goes below two stops (three when the default is
    not an end). Every combination of the stops is drawn.
-3. An author may declare the stops of any control (``stops={"name": [...]}``, the default among
-   them); those are kept as given and the rule samples the others.
+3. An author may declare the stops of any control (``stops={"name": [...]}``: distinct, the
+   default among them, a slider's increasing within its range, a selection's among its
+   options); those are kept as given and the rule samples the others.
+
+The module reads in the order of the work: the rule (:func:`frame_grid`), the drawing
+(:func:`render_frames`: every frame cropped to one box, so that the figure does not move), the
+page's HTML and script (:func:`frames_html`). It is about 580 lines because the three are one
+pipeline whose parts share the :class:`Axis` and :class:`Frames` records; the tests follow the
+same order.
 
 Derived in: Preface, *How to read this book* (interactive figures).
 """
@@ -99,11 +106,21 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _labels(values: list[Any], log: bool = False) -> list[str]:
+    """The stops as shown: three significant digits for a log slider's, six for other floats'
+    (``1.012``, not ``1.01``), more where two would read the same."""
+    shown = [f"{v:.6g}" if isinstance(v, float) and not log else _show(v) for v in values]
+    if len(set(shown)) < len(shown):
+        shown = [repr(v) for v in values]
+    return shown
+
+
 def _options(w: Any) -> tuple[list[str], list[Any]]:
     """A selection widget's option labels and values (options given as values or pairs)."""
     opts = w.options
     items = list(opts.items()) if isinstance(opts, Mapping) else list(opts)
-    labels, values = [], []
+    labels: list[str] = []
+    values: list[Any] = []
     for item in items:
         if isinstance(item, tuple) and len(item) == 2:
             labels.append(str(item[0]))
@@ -118,12 +135,8 @@ def _sample(m: int, n: int, d: float) -> list[float]:
     """About ``n`` of the positions ``0 .. m-1``: both ends, the default's position ``d`` (which
     may lie between two steps), and the others evenly spaced on either side of it, in proportion
     to the room on each side. Sorted, without repeats; three at least when ``d`` is inside."""
-    if n >= m:
-        picks = {float(p) for p in range(m)}
-        if d not in picks and m > 2:  # a default between two steps takes the nearer one's place
-            picks.discard(float(min(range(1, m - 1), key=lambda p: abs(p - d))))
-        picks.add(d)
-        return sorted(picks)
+    if n >= m:  # every value, and a default between two steps too
+        return sorted({float(p) for p in range(m)} | {d})
     if d <= 0 or d >= m - 1:  # the default is an end: evenly spaced over the whole range
         picks = {float(round(i * (m - 1) / (n - 1))) for i in range(n)}
         return sorted(picks - {0.0, float(m - 1)} | {0.0, float(m - 1), d})
@@ -156,6 +169,7 @@ class _Control:
     d: float
     value_at: Callable[[float], Any]
     labels: list[str] | None = None  # for options: the label of each position
+    log: bool = False  # a log slider: its labels have three significant digits
 
     def axis(self, n: int) -> Axis:
         positions = _sample(self.m, n, self.d)
@@ -163,7 +177,7 @@ class _Control:
         if self.labels is not None:
             labels = [self.labels[int(p)] for p in positions]
         else:
-            labels = [_show(v) for v in values]
+            labels = _labels(values, self.log)
         return Axis(self.name, self.label, self.kind, values, labels, positions.index(self.d))
 
 
@@ -171,6 +185,11 @@ def _control(name: str, w: Any) -> _Control:
     """What the grid rule needs of the ipywidgets control ``w`` (see the module's docstring)."""
     kind = type(w).__name__
     label = (getattr(w, "description", "") or name).strip() or name
+    if isinstance(getattr(w, "value", None), tuple):
+        raise ValueError(
+            f"control {name!r}: a {kind} holds a range of values; frames take one value per "
+            "control (declare the stops of another control, or split it into two)"
+        )
     if getattr(w, "options", None) is not None:
         labels, values = _options(w)
         if not values:
@@ -193,46 +212,71 @@ def _control(name: str, w: Any) -> _Control:
     lo, hi = float(w.min), float(w.max)
     step = float(getattr(w, "step", 1) or 1)
     m = math.floor((hi - lo) / step + 1e-9) + 1
+    past = hi - (lo + (m - 1) * step) > 1e-9 * step  # the maximum is not on a step: one more
+    m += past
+
+    def at(p: float) -> float:  # the position's value on the slider's own scale
+        return hi if past and p == m - 1 else lo + p * step
+
     if kind.endswith("LogSlider"):
         base, value = float(w.base), float(w.value)
         d = _on_step((math.log(value, base) - lo) / step)
+        if past and abs(math.log(value, base) - hi) < 1e-9:
+            d = float(m - 1)
 
         def log_value(p: float) -> float:
-            return value if p == d else _clean(base ** (lo + p * step))
+            return value if p == d else _clean(base ** at(p))
 
-        return _Control(name, label, "range", m, d, log_value)
+        return _Control(name, label, "range", m, d, log_value, log=True)
     is_int = isinstance(w.value, int)
     value = w.value
     d = _on_step((float(value) - lo) / step)
+    if past and abs(float(value) - hi) < 1e-9:
+        d = float(m - 1)
 
     def lin_value(p: float) -> Any:
         if p == d:
             return value
-        x = lo + p * step
-        return round(x) if is_int else _clean(x)
+        return round(at(p)) if is_int else _clean(at(p))
 
     return _Control(name, label, "range", m, d, lin_value)
 
 
 def _declared(name: str, w: Any, values: Sequence[Any]) -> Axis:
-    """The author's stops for ``w``, checked: at least two, distinct, the default among them."""
+    """The author's stops for ``w``, checked: at least two, distinct, the default among them;
+    a slider's in increasing order within its range, a selection's among its options."""
     values = list(values)
-    if len(values) < 2:
-        raise ValueError(f"stops for {name!r}: expected at least two values, got {values!r}")
+    if len(values) < 2 or len(set(map(repr, values))) < len(values):
+        raise ValueError(
+            f"stops for {name!r}: expected two or more distinct values, got {values!r}"
+        )
     if w.value not in values:
         raise ValueError(
             f"stops for {name!r}: the default {w.value!r} must be one of them, got {values!r}"
         )
     label = (getattr(w, "description", "") or name).strip() or name
     if getattr(w, "options", None) is not None:
-        names = dict(zip(*reversed(_options(w))))  # value -> label
-        labels = [names.get(v, _show(v)) for v in values]
+        names: dict[Any, str] = {}
+        for text, v in zip(*_options(w)):
+            names.setdefault(v, text)  # as ipywidgets: the first option of a value
+        if any(v not in names for v in values):
+            raise ValueError(f"stops for {name!r}: {values!r} are not all among its options")
+        labels = [names[v] for v in values]
         kind = "range" if type(w).__name__.startswith("Selection") else "select"
+    elif isinstance(w.value, bool):
+        if values != [False, True] or not all(isinstance(v, bool) for v in values):
+            raise ValueError(
+                f"stops for the check box {name!r}: expected [False, True], got {values}"
+            )
+        labels, kind = ["off", "on"], "checkbox"
     else:
-        labels = [_show(v) for v in values]
-        kind = "checkbox" if isinstance(w.value, bool) else "range"
-    if kind == "checkbox" and values != [False, True]:
-        raise ValueError(f"stops for the check box {name!r}: expected [False, True], got {values}")
+        lo, hi = (w.base**w.min, w.base**w.max) if hasattr(w, "base") else (w.min, w.max)
+        if values != sorted(values) or not lo - 1e-9 <= values[0] <= values[-1] <= hi + 1e-9:
+            raise ValueError(
+                f"stops for {name!r}: expected increasing values from {lo:g} to {hi:g}, "
+                f"got {values}"
+            )
+        labels, kind = _labels(values, log=hasattr(w, "base")), "range"
     return Axis(name, label, kind, values, labels, values.index(w.value))
 
 
@@ -297,34 +341,55 @@ def frame_grid(
 # ----------------------------------------------------------------------------- drawing them
 
 
-def render_png(fig: Figure) -> bytes:
-    """``fig`` as a PNG of 256 colours at the figure's dpi, its white margins cropped.
-
-    One draw on matplotlib's Agg canvas, cropped to what was drawn plus a margin of 0.1 inch
-    (what ``bbox_inches="tight"`` gives, which draws twice), then quantised to a palette: frames
-    of line plots and bar charts come out 2 to 3 times smaller than the RGBA PNG that Jupyter
-    shows, with no visible change at these sizes.
-    """
+def _pixels(fig: Figure):
+    """``fig`` drawn once on matplotlib's Agg canvas at its dpi: ``(H, W, 3)`` uint8 RGB."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
 
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[:, :, :3]
-    ink = (rgb != rgb[0, 0]).any(axis=2)  # what differs from the corner's background
-    if ink.any():
-        pad = round(0.1 * fig.dpi)
-        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-        top, bottom = max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, rgb.shape[0])
-        left, right = max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, rgb.shape[1])
-        rgb = rgb[top:bottom, left:right]
-    image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(
-        256, method=Image.Quantize.FASTOCTREE
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def _ink_box(rgb, pad: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of what differs from the corner's background, plus
+    ``pad`` pixels, within the image."""
+    import numpy as np
+
+    ink = (rgb != rgb[0, 0]).any(axis=2)
+    if not ink.any():
+        return 0, rgb.shape[0], 0, rgb.shape[1]
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return (
+        max(rows[0] - pad, 0),
+        min(rows[-1] + 1 + pad, rgb.shape[0]),
+        max(cols[0] - pad, 0),
+        min(cols[-1] + 1 + pad, rgb.shape[1]),
     )
+
+
+def _png(rgb) -> bytes:
+    """RGB pixels as a PNG of 256 colours (a fast-octree palette)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(rgb))
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="PNG")
     return out.getvalue()
+
+
+def render_png(fig: Figure, box: tuple[int, int, int, int] | None = None) -> bytes:
+    """``fig`` as a PNG of 256 colours at the figure's dpi, its white margins cropped.
+
+    One draw on matplotlib's Agg canvas, cropped to ``box`` (``(top, bottom, left, right)`` in
+    pixels) or else to what was drawn plus 0.1 inch (what ``bbox_inches="tight"`` gives, which
+    draws twice), then quantised to a palette: frames of line plots and bar charts come out 2 to
+    3 times smaller than the RGBA PNG that Jupyter shows, with no visible change at these sizes.
+    """
+    rgb = _pixels(fig)
+    top, bottom, left, right = box or _ink_box(rgb, round(0.1 * fig.dpi))
+    return _png(rgb[top:bottom, left:right])
 
 
 def _alt(fig: Figure, axes: list[Axis], index: tuple[int, ...]) -> str:
@@ -352,6 +417,7 @@ class Frames:
     pngs: list[bytes]
     alts: list[str]
     note: bool = True
+    box: tuple[int, int, int, int] | None = None  # (top, bottom, left, right): the common crop
 
     @property
     def indices(self) -> list[tuple[int, ...]]:
@@ -368,41 +434,55 @@ class Frames:
         return {
             "text/plain": f"<interactive figure: {n} frames over {names}>",
             "text/html": frames_html(self),
+            # for renderers without HTML (a PDF, a terminal): the figure at its defaults
+            "image/png": base64.b64encode(self.pngs[self.default]).decode("ascii"),
         }
 
 
-def render_frames(
-    plot: Callable[..., Figure], axes: list[Axis], *, progress: bool = False
-) -> Frames:
+def render_frames(plot: Callable[..., Figure], axes: list[Axis]) -> Frames:
     """Call ``plot`` at every combination of the axes' stops; render each figure (PNG).
 
-    ``progress``: show a progress bar (:func:`dlbook.train.progress_bar`).
+    Every frame is cropped to the same box, the union of what the frames drew (plus 0.1 inch),
+    so that the figure keeps its size and place while a reader moves a control.
     """
     import matplotlib.pyplot as plt
 
     combos = list(itertools.product(*(range(len(a.values)) for a in axes)))
-    pngs, alts = [], []
-    todo = combos
-    if progress:
-        from dlbook.train import progress_bar
-
-        todo = progress_bar(combos, desc=f"frames ({len(combos)})")
-    for index in todo:
+    pixels, alts = [], []
+    pad = 0
+    for index in combos:
         fig = plot(**{a.name: a.values[i] for a, i in zip(axes, index)})
         if not isinstance(fig, Figure):
             raise ValueError(f"plot(...) must return a matplotlib Figure, got {type(fig).__name__}")
-        pngs.append(render_png(fig))
+        pixels.append(_pixels(fig))
         alts.append(_alt(fig, axes, index))
+        pad = round(0.1 * fig.dpi)
         plt.close(fig)
-    return Frames(axes, pngs, alts)
+    if len({p.shape for p in pixels}) > 1:
+        raise ValueError(
+            f"plot(...) drew figures of different sizes {sorted({p.shape for p in pixels})}: "
+            "give every figure the same size and dpi"
+        )
+    boxes = [_ink_box(p, pad) for p in pixels]
+    box = (
+        min(b[0] for b in boxes),
+        max(b[1] for b in boxes),
+        min(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+    pngs = [_png(p[box[0] : box[1], box[2] : box[3]]) for p in pixels]
+    return Frames(axes, pngs, alts, box=box)
 
 
 # ----------------------------------------------------------------------------- the HTML
 
-# Shows the frame of the controls' positions; the last control varies fastest.
+# Shows the frame of the controls' positions; the last control varies fastest. The controls are
+# disabled in the HTML until this runs (without JavaScript they would move nothing), and it shows
+# the frame of their positions once at the start (a browser may restore a form's positions).
 _SCRIPT = """(function (root) {
   var data = JSON.parse(root.querySelector("script.dlbook-frames-data").textContent);
   var img = root.querySelector("img.dlbook-frame");
+  var live = root.querySelector(".dlbook-frames-live");
   var inputs = Array.prototype.slice.call(root.querySelectorAll("[data-axis]"));
   function show() {
     var k = 0;
@@ -414,14 +494,19 @@ _SCRIPT = """(function (root) {
         root.querySelector('output[for="' + el.id + '"]').textContent = data.labels[i][p];
       }
     });
-    img.src = "data:image/png;base64," + data.frames[k];
-    img.alt = data.alts[k];
-    img.setAttribute("data-frame", String(k));
+    if (img.getAttribute("data-frame") !== String(k)) {
+      img.src = "data:image/png;base64," + data.frames[k];
+      img.alt = data.alts[k];
+      img.setAttribute("data-frame", String(k));
+      live.textContent = data.alts[k];
+    }
   }
   inputs.forEach(function (el) {
+    el.disabled = false;
     el.addEventListener("input", show);
     el.addEventListener("change", show);
   });
+  show();
 })(document.currentScript.parentNode);"""
 
 NOTE = (
@@ -448,7 +533,7 @@ def frames_html(frames: Frames) -> str:
         if a.kind == "checkbox":
             checked = " checked" if a.values[a.default] else ""
             controls.append(
-                f'<label><input type="checkbox" id="{cid}" data-axis="{i}"{checked}> '
+                f'<label><input type="checkbox" id="{cid}" data-axis="{i}"{checked} disabled> '
                 f"{label}</label>"
             )
         elif a.kind == "select":
@@ -459,14 +544,14 @@ def frames_html(frames: Frames) -> str:
             )
             controls.append(
                 f'<label for="{cid}">{label}</label> '
-                f'<select id="{cid}" data-axis="{i}">{options}</select>'
+                f'<select id="{cid}" data-axis="{i}" disabled>{options}</select>'
             )
         else:
             shown = html.escape(a.labels[a.default])
             controls.append(
                 f'<label for="{cid}">{label}</label> <input type="range" id="{cid}" '
                 f'data-axis="{i}" min="0" max="{len(a.values) - 1}" step="1" '
-                f'value="{a.default}" aria-valuetext="{shown}"> '
+                f'value="{a.default}" aria-valuetext="{shown}" disabled> '
                 f'<output for="{cid}">{shown}</output>'
             )
     data = {
@@ -492,6 +577,8 @@ def frames_html(frames: Frames) -> str:
         f'height="{height}" style="max-width:100%;height:auto">'
         f'<div class="dlbook-frames-controls" style="display:flex;flex-wrap:wrap;'
         f'align-items:center;gap:0.4em">{items}</div>{note}'
+        '<span class="dlbook-frames-live" aria-live="polite" style="position:absolute;'
+        'width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)"></span>'
         f'<script type="application/json" class="dlbook-frames-data">{blob}</script>'
         f"<script>{_SCRIPT}</script></div>"
     )

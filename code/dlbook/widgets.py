@@ -6,8 +6,9 @@ and shows ipywidgets controls whose changes redraw that figure in place, for rea
 Colab. When the notebook is executed for the book (``DLBOOK_FRAMES=1``, which the book's build
 sets), it instead draws the figure at a grid of the controls' values and shows the frames with
 native HTML controls and a few lines of JavaScript (:mod:`dlbook.frames`): the HTML book's reader
-moves the controls too, offline and with no kernel. The live path is unchanged by it: frames are
-drawn only for the book.
+moves the controls too, offline and with no kernel. In Jupyter and Colab no frame is drawn; the
+grid of stops is still worked out (cheaply) in every kernel, so that a control the HTML book
+could not show fails where its author runs the notebook, not first in the book's build.
 
 Both ipywidgets 8 and 7 work: Colab's runtime has ipywidgets 7.7 and IPython 7.34, and a widget of
 ipywidgets 7 has no ``_repr_mimebundle_`` (it displays itself through ``_ipython_display_``), so
