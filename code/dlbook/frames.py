@@ -409,8 +409,9 @@ def _alt(fig: Figure, axes: list[Axis], index: tuple[int, ...]) -> str:
 class Frames:
     """Every frame of a figure: PNG bytes and alt text, in the order of the grid.
 
-    ``frames[k]`` is the frame of ``indices[k]``, a tuple of one stop index per axis; the last
-    axis varies fastest. Displayed in a notebook, it is the HTML of :func:`frames_html`.
+    ``pngs[k]`` and ``alts[k]`` are the frame of ``indices[k]``, a tuple of one stop index per
+    axis; the last axis varies fastest. ``box`` is the crop all frames share. Displayed in a
+    notebook, it is the HTML of :func:`frames_html` (and the default frame as a PNG).
     """
 
     axes: list[Axis]
