@@ -222,6 +222,25 @@ def test_multi_head_matches_nn_multiheadattention(d, h, t, explicit):
     assert sum(p.numel() for p in ours.parameters()) == 4 * d * d + 4 * d
 
 
+@pytest.mark.parametrize("explicit", [False, True])
+def test_multi_head_scale_is_the_factor_on_the_scores(explicit):
+    d, h = 16, 4
+    mha = _torch_mha(d, h, seed=3)
+    ours = A.MultiHeadAttention(d, h, explicit=explicit, scale=1.0).load_torch(mha)
+    # PyTorch divides the scores by sqrt(d/h): queries sqrt(d/h) times larger undo it
+    with torch.no_grad():
+        mha.in_proj_weight[:d] *= math.sqrt(d // h)
+        mha.in_proj_bias[:d] *= math.sqrt(d // h)
+    x = torch.randn(2, 6, d, generator=torch.Generator().manual_seed(12))
+    ref, ref_w = mha(x, x, x, need_weights=True, average_attn_weights=False)
+    out, w = ours(x, need_weights=True)
+    assert (out - ref).abs().max() <= 1e-4 and (w - ref_w).abs().max() <= 1e-5
+    default = A.MultiHeadAttention(d, h, explicit=explicit).load_torch(_torch_mha(d, h, seed=3))
+    assert (default(x) - out).abs().max() > 1e-2  # the default is not the unscaled one
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        A.MultiHeadAttention(d, h, scale=0)
+
+
 def test_multi_head_masks_match_nn_multiheadattention():
     d, h, t = 16, 4, 6
     mha = _torch_mha(d, h, seed=1)

@@ -269,16 +269,27 @@ class MultiHeadAttention(nn.Module):
     ``MHA = concat(head_1, ..., head_h) W_o^T + b_o``. The four projections are ``nn.Linear(d, d)``
     whose output rows ``i d/h .. (i+1) d/h`` belong to head ``i``, the layout of
     ``torch.nn.MultiheadAttention``; :meth:`load_torch` copies the weights of one.
-    Parameters: ``4 d^2 + 4 d`` (with biases).
+    Parameters: ``4 d^2 + 4 d`` (with biases). ``scale`` multiplies the scores (default
+    ``1/sqrt(d/h)``; ``1.0`` is attention without the scale, for the chapter's comparison).
 
     Derived in: Chapter 2, *Multi-head attention*.
     """
 
-    def __init__(self, d: int, h: int, *, bias: bool = True, explicit: bool = False) -> None:
+    def __init__(
+        self,
+        d: int,
+        h: int,
+        *,
+        bias: bool = True,
+        explicit: bool = False,
+        scale: float | None = None,
+    ) -> None:
         super().__init__()
         if d < 1 or h < 1 or d % h:
             raise ValueError(f"the number of heads h must divide the width d, got d={d}, h={h}")
-        self.d, self.h, self.explicit = d, h, explicit
+        if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
+            raise ValueError(f"scale must be a positive number or None, got {scale!r}")
+        self.d, self.h, self.explicit, self.scale = d, h, explicit, scale
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d, d, bias=bias)
         self.v_proj = nn.Linear(d, d, bias=bias)
@@ -336,6 +347,7 @@ class MultiHeadAttention(nn.Module):
             mask=mask,
             is_causal=is_causal,
             explicit=self.explicit,
+            scale=self.scale,
             return_weights=need_weights,
         )
         out, weights = res if need_weights else (res, None)
