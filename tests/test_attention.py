@@ -337,6 +337,59 @@ def test_sinusoidal_positions():
         A.sinusoidal_positions(5, 7)
 
 
+def _rope_complex(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoPE as the RoFormer paper's complex form: pair (2i, 2i+1) times exp(1j * m * w_i)."""
+    d = x.shape[-1]
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angle = positions.double()[..., None] * freq
+    return torch.view_as_real(z * torch.polar(torch.ones_like(angle), angle)).flatten(-2)
+
+
+@pytest.mark.parametrize("shape", [(5, 2), (7, 8), (2, 3, 9, 16), (1, 4, 6, 64)])
+def test_rope_is_the_complex_rotation_of_the_paper(shape):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    pos = torch.arange(shape[-2]) * 3 + 1
+    torch.testing.assert_close(A.rope(x, pos), _rope_complex(x, pos), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(A.rope(x, pos, base=100.0), _rope_complex(x, pos, base=100.0))
+    # a rotation keeps lengths, position 0 changes nothing, dtype is kept
+    torch.testing.assert_close(A.rope(x, pos).norm(dim=-1), x.norm(dim=-1))
+    torch.testing.assert_close(A.rope(x, torch.zeros(shape[-2])), x)
+    assert A.rope(x.float(), pos).dtype == torch.float32
+
+
+def test_rope_scores_depend_only_on_the_offset():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 12, 32, generator=g, dtype=torch.float64)
+    m = torch.arange(12)
+    scores = A.rope(q, m) @ A.rope(k, m).T  # (12, 12): query at m, key at n
+    for shift in (1, 5, 1000):
+        shifted = A.rope(q, m + shift) @ A.rope(k, m + shift).T
+        torch.testing.assert_close(shifted, scores, atol=1e-9, rtol=1e-9)
+    # and the offset does matter: the same q, k at offsets 0 and 3 score differently
+    s0 = A.rope(q[:1], torch.tensor([4])) @ A.rope(k[:1], torch.tensor([4])).T
+    s3 = A.rope(q[:1], torch.tensor([4])) @ A.rope(k[:1], torch.tensor([7])).T
+    assert not torch.allclose(s0, s3)
+    # rotations compose: rotating by m, then by n, is rotating by m + n
+    torch.testing.assert_close(A.rope(A.rope(q, m), 2 * m), A.rope(q, 3 * m))
+
+
+def test_rope_has_gradients_and_validates():
+    x = torch.randn(3, 4, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: A.rope(t, torch.arange(4)), (x,))
+    with pytest.raises(ValueError, match="even"):
+        A.rope(torch.randn(4, 7), torch.arange(4))
+    with pytest.raises(ValueError, match="broadcast"):
+        A.rope(torch.randn(4, 8), torch.arange(5))
+    with pytest.raises(ValueError, match="floating"):
+        A.rope(torch.arange(8).reshape(2, 4), torch.arange(2))
+    with pytest.raises(ValueError, match="base"):
+        A.rope(torch.randn(4, 8), torch.arange(4), base=0.0)
+    with pytest.raises(ValueError, match="integers or floats"):
+        A.rope(torch.randn(4, 8), torch.ones(4, dtype=torch.bool))
+
+
 # ----------------------------------------------------------------------------- GPU fast path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -12,6 +13,7 @@ import torch
 
 from dlbook.exercises import Case, Mistake, check, compare
 from dlbook.exercises import make_student as ms
+from dlbook.exercises.checker import ForbiddenCall, switched_off
 
 # ----------------------------------------------------------------------------- compare
 
@@ -139,6 +141,160 @@ def test_check_validates_its_own_arguments():
         check(lambda x: x, [], reference=lambda x: x)
     with pytest.raises(ValueError, match="no expected value"):
         check(lambda x: x, _cases())
+
+
+# ----------------------------------------------------------------------------- switched off
+
+
+SOFTMAXES = ("torch.softmax", "torch.Tensor.softmax", "torch.nn.functional.softmax")
+RULE = "this exercise asks for the softmax written out"
+
+
+def _softmax_cases():
+    g = torch.Generator().manual_seed(0)
+    return [Case(args=(torch.randn(5, generator=g, dtype=torch.float64),)) for _ in range(3)]
+
+
+def _softmax_by_hand(x):
+    e = torch.exp(x - x.max())
+    return e / e.sum()
+
+
+def _check_softmax(fn, **kwargs):
+    return check(
+        fn,
+        _softmax_cases(),
+        reference=lambda x: torch.softmax(x, -1),  # uses what the student may not
+        forbidden=SOFTMAXES,
+        rule=RULE,
+        quiet=True,
+        **kwargs,
+    )
+
+
+def _untouched() -> dict:
+    """What ``switched_off`` patches, to compare before and after."""
+    return {
+        "torch.softmax": torch.softmax,
+        "F.softmax": torch.nn.functional.softmax,
+        "F.softmax code": torch.nn.functional.softmax.__code__,
+        "Tensor.softmax own": vars(torch.Tensor).get("softmax"),
+        "Tensor.backward": torch.Tensor.backward,
+        "backward code": torch.Tensor.backward.__code__,
+        "MHA.__init__": torch.nn.MultiheadAttention.__init__,
+        "MHA.forward": torch.nn.MultiheadAttention.forward,
+    }
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda x: torch.softmax(x, 0), "torch.softmax"),
+        (lambda x: x.softmax(0), "torch.Tensor.softmax"),
+        (lambda x: torch.nn.functional.softmax(x, 0), "torch.nn.functional.softmax"),
+        (lambda x: torch.nn.Softmax(0)(x), "torch.nn.functional.softmax"),  # calls F.softmax
+    ],
+)
+def test_a_switched_off_function_fails_the_check_with_its_name_and_the_rule(call, name):
+    before = _untouched()
+    with pytest.raises(AssertionError) as err:
+        _check_softmax(call)
+    msg = str(err.value)
+    assert "3 of 3 cases failed" in msg
+    assert f"raised ForbiddenCall: {RULE}: {name} is switched off while your function runs" in msg
+    assert _untouched() == before  # the patch is undone
+    x = torch.randn(4)
+    assert torch.allclose(torch.softmax(x, 0), _softmax_by_hand(x))  # and works again
+
+
+def test_a_right_answer_passes_with_the_functions_switched_off():
+    report = _check_softmax(_softmax_by_hand)
+    assert report.passed and report.n_cases == 3
+
+
+def test_aliases_bound_before_the_check_are_switched_off_too():
+    from torch import softmax as bound_early  # the builtin: the TorchFunctionMode refuses it
+
+    from dlbook.attention import softmax_jacobian as jacobian_early  # Python: its code is swapped
+
+    mha = torch.nn.MultiheadAttention(4, 2)  # built before: its class's forward is replaced
+    x = torch.randn(3, 4)
+    with switched_off(
+        ("torch.softmax", "dlbook.attention.softmax_jacobian", "torch.nn.MultiheadAttention"),
+        RULE,
+    ):
+        for call, name in [
+            (lambda: bound_early(x, 0), "torch.softmax"),
+            (lambda: jacobian_early(x[0]), "dlbook.attention.softmax_jacobian"),
+            (lambda: mha(x, x, x), "torch.nn.MultiheadAttention"),
+            (lambda: torch.nn.MultiheadAttention(4, 2), "torch.nn.MultiheadAttention"),
+        ]:
+            with pytest.raises(ForbiddenCall, match=f"{RULE}: {name} is switched off"):
+                call()
+    assert jacobian_early(x[0]).shape == (4, 4) and mha(x, x, x)[0].shape == (3, 4)
+
+
+def test_everything_is_restored_after_an_exception_and_after_a_timeout():
+    before = _untouched()
+    paths = (*SOFTMAXES, "torch.Tensor.backward", "torch.nn.MultiheadAttention")
+    with pytest.raises(KeyError), switched_off(paths, RULE):
+        raise KeyError("the student's code failed")
+    assert _untouched() == before
+
+    def forever(x):
+        while True:
+            time.sleep(0.01)
+
+    with pytest.raises(AssertionError, match=r"still running after 0\.2 s"):
+        check(
+            forever,
+            _softmax_cases()[:1],
+            reference=_softmax_by_hand,
+            timeout_s=0.2,
+            quiet=True,
+            forbidden=paths,
+            rule=RULE,
+        )
+    assert _untouched() == before
+
+
+def test_references_and_known_mistakes_run_outside_the_switch():
+    """The reference and the mistake use torch.softmax, which the student may not."""
+    mistakes = [
+        Mistake("softmax of 2x", lambda x: torch.softmax(2 * x, -1), "scores doubled somewhere")
+    ]
+    with pytest.raises(AssertionError) as err:
+        _check_softmax(lambda x: _softmax_by_hand(2 * x), mistakes=mistakes)
+    assert "known mistake, softmax of 2x: scores doubled somewhere" in str(err.value)
+
+
+def test_a_guard_sees_each_case_and_may_refuse_how_an_answer_is_computed():
+    seen = []
+
+    @contextlib.contextmanager
+    def no_big_tensors(case):
+        seen.append(case)
+        if case.args[0].numel() > 4:
+            raise ForbiddenCall("this exercise asks for small tensors only")
+        yield
+
+    with pytest.raises(AssertionError) as err:
+        check(
+            _softmax_by_hand,
+            _softmax_cases(),
+            reference=_softmax_by_hand,
+            guard=no_big_tensors,
+            quiet=True,
+        )
+    assert len(seen) == 3 and "raised ForbiddenCall: this exercise asks for small" in str(err.value)
+
+
+def test_switched_off_refuses_a_name_it_cannot_find():
+    with (
+        pytest.raises(ValueError, match=r"cannot find 'torch\.no_such_function'"),
+        switched_off(("torch.no_such_function",), RULE),
+    ):
+        pass
 
 
 # ----------------------------------------------------------------------------- make_student

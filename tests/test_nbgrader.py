@@ -35,7 +35,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlbook.exercises import attention, backprop, demo, gan, gpt, rl
+from dlbook.exercises import attention, backprop, demo, gan, gpt, rl, rlhf
 from dlbook.exercises import make_student as ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ ASSIGNMENTS = [
     ),
     Assignment(
         "chapters/01-backprop/exercises.ipynb",
-        auto_points=5,
+        auto_points=9,
         written=1,
         wrong=WrongAnswer(
             "linear_backward",
@@ -99,7 +99,7 @@ ASSIGNMENTS = [
     ),
     Assignment(
         "chapters/02-attention/exercises.ipynb",
-        auto_points=4,
+        auto_points=6,
         written=1,
         wrong=WrongAnswer(
             "multi_head_attention",
@@ -152,6 +152,18 @@ ASSIGNMENTS = [
             "    return float(np.maximum(ratio * adv, clipped * adv).mean())\n",
             rl.PPO_MISTAKES,
             "max instead of min",
+        ),
+    ),
+    Assignment(
+        "chapters/06-assistant/exercises.ipynb",
+        auto_points=4,
+        written=1,
+        wrong=WrongAnswer(
+            "dpo_loss",
+            "def dpo_loss(logp_c, logp_r, ref_logp_c, ref_logp_r, beta):\n"
+            "    return -F.logsigmoid(beta * (logp_c - logp_r)).mean()\n",
+            rlhf.DPO_MISTAKES,
+            "the reference model forgotten",
         ),
     ),
 ]

@@ -10,10 +10,11 @@ a GPU), which computes the same function without materialising the T_q x T_k wei
 Masks are boolean with PyTorch's convention: ``True`` means *may attend*.
 
 The module then builds, top to bottom, what the chapter derives from that formula: the softmax
-Jacobian and the backward pass of attention written out by hand, sinusoidal position encodings,
-the :class:`MultiHeadAttention` module (interchangeable with ``torch.nn.MultiheadAttention``), and
-the online softmax with the tiled ("flash") attention it makes exact. It stays one file (about 440
-lines) because it follows the chapter section by section, and each part uses the one before it.
+Jacobian and the backward pass of attention written out by hand, sinusoidal and rotary (RoPE)
+position encodings, the :class:`MultiHeadAttention` module (interchangeable with
+``torch.nn.MultiheadAttention``), and the online softmax with the tiled ("flash") attention it
+makes exact. It stays one file (about 500 lines) because it follows the chapter section by
+section, and each part uses the one before it.
 
 Derived in: Chapter 2, *Scaled dot-product attention* and *Masks*.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "causal_mask",
     "online_softmax",
     "padding_mask",
+    "rope",
     "scaled_dot_product_attention",
     "sinusoidal_positions",
     "softmax_jacobian",
@@ -257,6 +259,56 @@ def sinusoidal_positions(t: int, d: int, *, base: float = 10000.0) -> torch.Tens
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq)
     return pe.float()
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (RoPE, Su et al. 2021): rotate each pair of features of ``x``.
+
+    The features ``(2i, 2i+1)`` of the vector at position ``m`` are rotated by the angle
+    ``m * w_i`` with ``w_i = base^(-2i/d)``, the frequencies of :func:`sinusoidal_positions`:
+
+        out[..., 2i]   = x[..., 2i] cos(m w_i) - x[..., 2i+1] sin(m w_i)
+        out[..., 2i+1] = x[..., 2i] sin(m w_i) + x[..., 2i+1] cos(m w_i)
+
+    Applied to queries at positions ``m`` and keys at positions ``n``, the dot product of a
+    rotated query and a rotated key depends on the positions only through ``n - m``. Rotations
+    keep lengths, and position 0 is left unchanged.
+
+    Args:
+        x: ``(..., T, d)`` queries or keys, ``d`` even; a floating dtype.
+        positions: the position of each vector, broadcastable to ``(..., T)`` (e.g. ``(T,)``);
+            integers or floats.
+        base: the base of the frequencies (10000 in the paper and in most models).
+
+    Returns:
+        ``(..., T, d)``, the rotated ``x``, same dtype (the angles are computed in float64).
+
+    Derived in: Chapter 2, *Rotary position embeddings*.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else x
+        raise ValueError(f"x must be a floating tensor of shape (..., T, d), got {got}")
+    d = x.shape[-1]
+    if d < 2 or d % 2:
+        raise ValueError(f"the last dimension d of x must be even (pairs are rotated), got d={d}")
+    if not base > 0:
+        raise ValueError(f"base must be > 0, got {base}")
+    positions = torch.as_tensor(positions, device=x.device)
+    if positions.is_complex() or positions.dtype == torch.bool:
+        raise ValueError(f"positions must be integers or floats, got {positions.dtype}")
+    try:
+        torch.broadcast_shapes(positions.shape, x.shape[:-1])
+    except RuntimeError:
+        raise ValueError(
+            f"positions of shape {tuple(positions.shape)} do not broadcast to x's (..., T) = "
+            f"{tuple(x.shape[:-1])}"
+        ) from None
+    freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
+    angle = positions.to(torch.float64)[..., None] * freq  # (..., T, d/2)
+    cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (..., T, d/2): the two coordinates of each pair
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, d/2, 2)
+    return rotated.flatten(-2)  # pairs back in place: (..., T, d)
 
 
 # ----------------------------------------------------------------------------- multi-head

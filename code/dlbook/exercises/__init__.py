@@ -2,8 +2,8 @@
 
 ``check`` runs a student's function against reference cases and prints specific feedback; each
 chapter's module (``dlbook.exercises.demo``, ``backprop``, ``attention``, ``gpt``, ``gan``,
-``rl``) wraps it into one checker per exercise, ``check_<name>``, which the exercise notebooks
-import.
+``rl``, ``rlhf``) wraps it into one checker per exercise, ``check_<name>``, which the exercise
+notebooks import.
 
 Each chapter's module lists its exercises in ``EXERCISES``, a dict from the name of the function
 the student writes to an :class:`Exercise`: the cases the checker runs, the reference that

@@ -4,7 +4,11 @@ Every reference is PyTorch's autograd (or ``torch.nn.functional``), not code of 
 that return several gradients return a dict, and the checker reports each entry on its own line
 (exact, allclose with the largest difference, or what is off), so a student sees which step of a
 backward pass went wrong. Each checker lists the plausible mistakes it recognises by name;
-``EXERCISES`` maps each exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
+``EXERCISES`` maps each exercise's name to its :class:`~dlbook.exercises.checker.Exercise`; it
+includes the harder exercises on broadcasting, embeddings, LayerNorm and BatchNorm, which live in
+:mod:`dlbook.exercises.backprop_layers` and whose checkers are re-exported here. Exercises that
+ask for a backward pass derived with NumPy switch PyTorch's autograd off while the student's
+function runs (:func:`~dlbook.exercises.backprop_layers.numpy_only`).
 
 Over 400 lines for a stated reason: five exercises, each a section with its cases, its reference
 and its catalogue of mistakes, which a teacher reads together.
@@ -22,16 +26,37 @@ import torch.nn.functional as F
 
 from dlbook.autograd import Value
 from dlbook.backprop import Layer, log_softmax, softmax
+from dlbook.exercises.backprop_layers import (
+    BATCHNORM_MISTAKES,
+    BROADCAST_MISTAKES,
+    EMBEDDING_MISTAKES,
+    LAYER_EXERCISES,
+    LAYERNORM_MISTAKES,
+    check_batchnorm_backward,
+    check_broadcast_backward,
+    check_embedding_backward,
+    check_layernorm_backward,
+    numpy_only,
+)
 from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
 __all__ = [
+    "BATCHNORM_MISTAKES",
+    "BROADCAST_MISTAKES",
+    "EMBEDDING_MISTAKES",
     "EXERCISES",
+    "IGNORE_INDEX",
+    "LAYERNORM_MISTAKES",
     "LINEAR_MISTAKES",
     "MLP_MISTAKES",
     "SOFTMAX_CE_MISTAKES",
     "SOFTPLUS_MISTAKES",
     "TANH_MISTAKES",
     "BuggyTanh",
+    "check_batchnorm_backward",
+    "check_broadcast_backward",
+    "check_embedding_backward",
+    "check_layernorm_backward",
     "check_linear_backward",
     "check_mlp_backward",
     "check_softmax_cross_entropy",
@@ -54,45 +79,67 @@ def _onehot(labels: np.ndarray, v: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- softmax + CE
 
 
+IGNORE_INDEX = -100  # a label that marks a padding row, PyTorch's default ignore_index
+
+
 def softmax_ce_cases(seed: int = 0) -> list[Case]:
-    """Logits ``(B, V)`` float64 and labels ``(B,)`` int64, one case with logits near 1000."""
+    """Logits ``(B, V)`` float64 and labels ``(B,)`` int64: one case with logits near 1000, two
+    with padding rows (label ``IGNORE_INDEX``), one of them also near 1000."""
     rng = np.random.default_rng(seed)
-    shapes = [(4, 3), (8, 10), (1, 5), (16, 2), (3, 4)]
+    shapes = [(4, 3), (8, 10), (1, 5), (16, 2), (3, 4), (8, 6), (5, 4)]
     names = ["4 x 3", "8 x 10", "a single example", "16 x 2", "logits near 1000"]
+    names += ["8 x 6, 3 padding rows", "5 x 4 near 1000, 2 padding rows"]
     cases = []
     for (b, v), name in zip(shapes, names):
         logits = rng.normal(size=(b, v)) * 2
-        if name.startswith("logits near"):
+        if "near 1000" in name:
             logits = 1000.0 + 5 * logits
         labels = rng.integers(0, v, size=b)
+        if "padding" in name:
+            labels[rng.choice(b, size=int(name.split(", ")[-1][0]), replace=False)] = IGNORE_INDEX
         cases.append(Case(args=(logits, labels), name=name))
     return cases
 
 
 def _torch_softmax_ce(logits: np.ndarray, labels: np.ndarray) -> dict:
     z = _t(logits, grad=True)
-    loss = F.cross_entropy(z, torch.from_numpy(labels))
+    loss = F.cross_entropy(z, torch.from_numpy(labels), ignore_index=IGNORE_INDEX)
     loss.backward()
     return {"loss": loss.item(), "dlogits": z.grad.numpy()}
 
 
-def _naive_softmax_ce(logits: np.ndarray, labels: np.ndarray) -> dict:
-    b, v = logits.shape
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        loss = float(-np.log(p[np.arange(b), labels]).mean())
-    return {"loss": loss, "dlogits": (p - _onehot(labels, v)) / b}
+def _ce_variant(
+    sign: float = 1.0,
+    divide: bool = True,
+    onehot: bool = True,
+    mean: bool = True,
+    stable: bool = True,
+    count: str = "kept",
+    zero_padding: bool = True,
+):
+    """Softmax cross-entropy with padding, the loss averaged over the ``count`` rows ("kept": the
+    rows that are not padding, "all": B) unless ``not mean``, and a gradient with each of the
+    other switches."""
 
-
-def _ce_variant(sign: float = 1.0, divide: bool = True, onehot: bool = True, mean: bool = True):
     def wrong(logits: np.ndarray, labels: np.ndarray) -> dict:
         b, v = logits.shape
-        log_p = log_softmax(logits)
-        nll = -log_p[np.arange(b), labels]
-        grad = softmax(logits) - (_onehot(labels, v) if onehot else 0.0)
+        keep = labels != IGNORE_INDEX
+        n = int(keep.sum()) if count == "kept" else b
+        safe = np.where(keep, labels, 0)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if stable:
+                log_p = log_softmax(logits)
+            else:
+                log_p = np.log(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True))
+            nll = -log_p[np.arange(b), safe] * keep
+            grad = np.exp(log_p) - (_onehot(safe, v) if onehot else 0.0)
+        if zero_padding:
+            grad = grad * keep[:, None]
+        else:
+            grad = grad + _onehot(safe, v) * ~keep[:, None] * onehot  # P itself in padding rows
         return {
-            "loss": float(nll.mean() if mean else nll.sum()),
-            "dlogits": sign * grad / (b if divide else 1),
+            "loss": float(nll.sum() / n if mean else nll.sum()),
+            "dlogits": sign * grad / (n if divide else 1),
         }
 
     return wrong
@@ -108,24 +155,37 @@ SOFTMAX_CE_MISTAKES = [
     Mistake(
         "not divided by the batch size",
         _ce_variant(divide=False),
-        "the loss is the mean over the batch, so every row of the gradient carries a factor 1/B.",
+        "the loss is the mean over the rows that count (labels != -100), so every row of the "
+        "gradient carries a factor 1/N, N the number of those rows (B without padding).",
     ),
     Mistake(
         "forgot to subtract the one-hot labels",
         _ce_variant(onehot=False),
-        "differentiate -log p_y too: it contributes -1 at the label's entry, giving (p - y) / B.",
+        "differentiate -log p_y too: it contributes -1 at the label's entry, giving (p - y) / N.",
     ),
     Mistake(
         "summed over the batch instead of averaged",
         _ce_variant(divide=False, mean=False),
-        "both the loss and its gradient should be averaged over the batch (divide by B), as "
-        "torch's cross_entropy does by default.",
+        "both the loss and its gradient should be averaged over the rows that count, as torch's "
+        "cross_entropy does by default.",
     ),
     Mistake(
         "no log-sum-exp (exp overflows)",
-        _naive_softmax_ce,
+        _ce_variant(stable=False),
         "exp(1000) overflows to inf and inf/inf is nan: subtract each row's maximum before "
         "exponentiating (the log-sum-exp trick); it changes nothing mathematically.",
+    ),
+    Mistake(
+        "averaged over all B rows, padding included",
+        _ce_variant(count="all"),
+        "padding rows are not examples: the mean divides by the number of rows whose label is not "
+        "-100, (labels != -100).sum(), not by B, in the loss and in the gradient.",
+    ),
+    Mistake(
+        "padding rows not zeroed in the gradient",
+        _ce_variant(zero_padding=False),
+        "a padding row does not enter the loss, so its gradient row is exactly 0: multiply the "
+        "gradient by the mask (labels != -100)[:, None].",
     ),
 ]
 
@@ -138,33 +198,29 @@ SOFTMAX_CROSS_ENTROPY = Exercise(
 def check_softmax_cross_entropy(
     fn: Callable[[np.ndarray, np.ndarray], dict],
 ) -> CheckReport:
-    """Check ``fn(logits (B, V), labels (B,)) -> {"loss": float, "dlogits": (B, V)}``.
+    """Check ``fn(logits (B, V), labels (B,)) -> {"loss": float, "dlogits": (B, V)}``, where a
+    label ``-100`` marks a padding row that does not count.
 
-    The reference is ``torch.nn.functional.cross_entropy`` (mean over the batch) and its autograd.
+    The reference is ``torch.nn.functional.cross_entropy`` (``ignore_index=-100``: the mean over
+    the rows that count) and its autograd; autograd is off inside ``fn``.
     """
-    return SOFTMAX_CROSS_ENTROPY.check(fn)
+    return SOFTMAX_CROSS_ENTROPY.check(numpy_only(fn, "softmax_cross_entropy"))
 
 
 # ----------------------------------------------------------------------------- linear layer
 
 
 def linear_cases(seed: int = 0) -> list[Case]:
-    """``(X (B, n), W (m, n), b (m,), dY (B, m))`` for several shapes, one of them square."""
+    """``(X (..., n), W (m, n), b (m,), dY (..., m))``: inputs ``(B, n)`` and ``(B, T, n)``."""
     rng = np.random.default_rng(seed)
-    shapes = [(4, 3, 2), (8, 5, 5), (1, 3, 4), (16, 7, 3)]  # (B, n, m)
-    names = ["B=4, n=3, m=2", "B=8, n=m=5 (square W)", "a single example", "B=16, n=7, m=3"]
-    return [
-        Case(
-            args=(
-                rng.normal(size=(b, n)),
-                rng.normal(size=(m, n)),
-                rng.normal(size=m),
-                rng.normal(size=(b, m)),
-            ),
-            name=name,
-        )
-        for (b, n, m), name in zip(shapes, names)
-    ]
+    shapes = [((4,), 3, 2), ((2, 5), 3, 4), ((3, 4), 5, 5), ((1, 6), 3, 4), ((16,), 7, 3)]
+    names = ["B=4, n=3, m=2", "B=2, T=5, n=3, m=4", "B=3, T=4, n=m=5 (square W)"]
+    names += ["one sequence, B=1, T=6, n=3, m=4", "B=16, n=7, m=3"]
+    cases = []
+    for (lead, n, m), name in zip(shapes, names):
+        X, W, b = rng.normal(size=(*lead, n)), rng.normal(size=(m, n)), rng.normal(size=m)
+        cases.append(Case(args=(X, W, b, rng.normal(size=(*lead, m))), name=name))
+    return cases
 
 
 def _torch_linear_backward(X, W, b, dY) -> dict:
@@ -173,9 +229,14 @@ def _torch_linear_backward(X, W, b, dY) -> dict:
     return {"dX": x.grad.numpy(), "dW": w.grad.numpy(), "db": bb.grad.numpy()}
 
 
+def _rows(A: np.ndarray) -> np.ndarray:
+    """``A (..., k)`` as a matrix ``(N, k)``, every leading axis one row axis."""
+    return A.reshape(-1, A.shape[-1])
+
+
 def _linear_variant(**change: Callable) -> Callable:
     def wrong(X, W, b, dY) -> dict:
-        out = {"dX": dY @ W, "dW": dY.T @ X, "db": dY.sum(axis=0)}
+        out = {"dX": dY @ W, "dW": _rows(dY).T @ _rows(X), "db": _rows(dY).sum(axis=0)}
         out.update({k: f(X, W, b, dY) for k, f in change.items()})
         return out
 
@@ -185,29 +246,48 @@ def _linear_variant(**change: Callable) -> Callable:
 LINEAR_MISTAKES = [
     Mistake(
         "transposed dW (X^T Delta)",
-        _linear_variant(dW=lambda X, W, b, dY: X.T @ dY),
-        "dL/dW must have the shape of W, (m, n): it is Delta^T X, (m, B) @ (B, n).",
+        _linear_variant(dW=lambda X, W, b, dY: _rows(X).T @ _rows(dY)),
+        "dL/dW must have the shape of W, (m, n): it is Delta^T X, (m, B) @ (B, n) (for X "
+        "(B, T, n), with the B T positions as the rows).",
     ),
     Mistake(
         "db not summed over the batch",
         _linear_variant(db=lambda X, W, b, dY: dY),
-        "b is added to every row, so its gradient sums the rows of Delta: Delta^T 1 = "
-        "dY.sum(axis=0), of shape (m,).",
+        "b is added to every row, so its gradient sums the rows of Delta: Delta^T 1, of shape "
+        "(m,).",
     ),
     Mistake(
         "db averaged instead of summed",
-        _linear_variant(db=lambda X, W, b, dY: dY.mean(axis=0)),
+        _linear_variant(db=lambda X, W, b, dY: _rows(dY).mean(axis=0)),
         "sum the rows of Delta, do not average them: any 1/B is already inside dY.",
     ),
     Mistake(
         "dW divided by the batch size",
-        _linear_variant(dW=lambda X, W, b, dY: dY.T @ X / len(X)),
+        _linear_variant(dW=lambda X, W, b, dY: _rows(dY).T @ _rows(X) / len(X)),
         "dY already carries the loss's 1/B; dividing again counts it twice.",
     ),
     Mistake(
         "dX with W transposed (Delta W^T)",
         _linear_variant(dX=lambda X, W, b, dY: dY @ W.T),
-        "Y = X W^T, so dL/dX = Delta W, (B, m) @ (m, n); it has the shape of X.",
+        "Y = X W^T, so dL/dX = Delta W, (..., m) @ (m, n); it has the shape of X.",
+    ),
+    Mistake(
+        "db summed over the batch axis only",
+        _linear_variant(db=lambda X, W, b, dY: dY.sum(axis=0)),
+        "for X of shape (B, T, n) the bias is added at every position of every sequence: sum dY "
+        "over the batch and the time axes, dY.sum(axis=(0, 1)), or over all but the last.",
+    ),
+    Mistake(
+        "dW summed over the batch axis only, not over time",
+        _linear_variant(dW=lambda X, W, b, dY: np.einsum("b...m,b...n->...mn", dY, X)),
+        "W is shared by every position too: sum dY_t^T X_t over time as well as over the batch, "
+        "e.g. flatten to (B T, m) and (B T, n) first, then dY^T X.",
+    ),
+    Mistake(
+        "one dW per sequence, not summed over the batch",
+        _linear_variant(dW=lambda X, W, b, dY: np.swapaxes(dY, -1, -2) @ X),
+        "dY^T X per sequence gives B matrices (B, m, n): W is shared by the whole batch, so add "
+        "them, dW = sum over b and t of dY[b, t] outer X[b, t], shape (m, n).",
     ),
 ]
 
@@ -216,11 +296,13 @@ LINEAR_BACKWARD = Exercise("linear_backward", linear_cases, _torch_linear_backwa
 
 
 def check_linear_backward(fn: Callable[..., dict]) -> CheckReport:
-    """Check ``fn(X, W, b, dY) -> {"dX", "dW", "db"}`` for ``Y = X W^T + 1 b^T``, ``dY = dL/dY``.
+    """Check ``fn(X, W, b, dY) -> {"dX", "dW", "db"}`` for ``Y = X W^T + b`` on ``X (B, n)`` or
+    ``X (B, T, n)``, ``dY = dL/dY`` of the shape of ``Y``.
 
-    The reference is ``torch.nn.functional.linear`` and its autograd.
+    The reference is ``torch.nn.functional.linear`` and its autograd; autograd is off inside
+    ``fn``.
     """
-    return LINEAR_BACKWARD.check(fn)
+    return LINEAR_BACKWARD.check(numpy_only(fn, "linear_backward"))
 
 
 # ----------------------------------------------------------------------------- a two-layer MLP
@@ -322,9 +404,10 @@ def check_mlp_backward(fn: Callable[..., dict]) -> CheckReport:
 
     The network: ``Z1 = X W1^T + b1``, ``A1 = relu(Z1)``, ``Z2 = A1 W2^T + b2``, loss the mean
     softmax cross-entropy of ``Z2`` against ``y``. The reference is torch.autograd, with the
-    gradients of the intermediate tensors kept (``retain_grad``), each reported separately.
+    gradients of the intermediate tensors kept (``retain_grad``), each reported separately;
+    autograd is off inside ``fn``.
     """
-    return MLP_BACKWARD.check(fn)
+    return MLP_BACKWARD.check(numpy_only(fn, "mlp_backward"))
 
 
 # ----------------------------------------------------------------------------- find the bug
@@ -505,5 +588,13 @@ def check_softplus(op: Callable[[Value], Value]) -> CheckReport:
 
 
 EXERCISES = {
-    e.name: e for e in (SOFTMAX_CROSS_ENTROPY, LINEAR_BACKWARD, MLP_BACKWARD, TANH_LAYER, SOFTPLUS)
+    e.name: e
+    for e in (
+        SOFTMAX_CROSS_ENTROPY,
+        LINEAR_BACKWARD,
+        MLP_BACKWARD,
+        TANH_LAYER,
+        SOFTPLUS,
+        *LAYER_EXERCISES,  # Exercises 7 to 10, in dlbook.exercises.backprop_layers
+    )
 }

@@ -8,6 +8,12 @@ targeted hint ("you divided by the batch size twice"): if the student's output e
 them, the hint is printed. An :class:`Exercise` holds everything one checker runs (its cases,
 reference, mistakes and tolerances); each chapter's module lists its own in ``EXERCISES``.
 
+An exercise can also switch library functions off while the student's function runs
+(:func:`switched_off`: ``torch.softmax`` in an exercise that asks for the softmax written out,
+``torch.autograd.grad`` in one that asks for a gradient derived by hand): a call raises
+:class:`ForbiddenCall`, which names the function and the exercise's rule. The references and the
+known mistakes are computed outside, so they may use what the student may not.
+
 On failure the checker raises ``AssertionError``, so a wrong reference solution fails the book's
 tests (nbval). When the student has not started (the function raises ``NotImplementedError``),
 that error is passed through unchanged, as nbgrader expects.
@@ -22,18 +28,31 @@ Derived in: Preface, *Teaching with this book* (exercises and checkers).
 from __future__ import annotations
 
 import copy
+import importlib
+import os
 import signal
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "CheckReport", "CheckTimeout", "Exercise", "Mistake", "check", "compare"]
+__all__ = [
+    "Case",
+    "CheckReport",
+    "CheckTimeout",
+    "Exercise",
+    "ForbiddenCall",
+    "Mistake",
+    "check",
+    "compare",
+    "switched_off",
+]
 
 OK, FAIL = "\u2713", "\u2717"  # check mark, ballot x
 _MISSING = object()
@@ -66,6 +85,10 @@ class Mistake:
 
 class CheckTimeout(Exception):
     """The student's function ran longer than the checker's time limit."""
+
+
+class ForbiddenCall(RuntimeError):
+    """The student's function called a library function that its exercise switches off."""
 
 
 @dataclass
@@ -305,9 +328,123 @@ def _time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _locate(path: str) -> tuple[Any, str]:
+    """The object that holds a dotted path's last name, and that name:
+    ``"torch.Tensor.softmax"`` gives ``(torch.Tensor, "softmax")``."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:-1]:
+                owner = getattr(owner, name)
+            getattr(owner, parts[-1])
+        except AttributeError:
+            break
+        return owner, parts[-1]
+    raise ValueError(f"cannot find {path!r}: expected a dotted path such as 'torch.softmax'")
+
+
+@contextmanager
+def switched_off(paths: Sequence[str], rule: str):
+    """Make the library functions named by ``paths`` raise :class:`ForbiddenCall` inside the block.
+
+    ``paths`` are dotted names (``"torch.softmax"``, ``"torch.Tensor.softmax"``,
+    ``"torch.nn.MultiheadAttention"``); the error says ``"{rule}: {path} is switched off while
+    your function runs"``. Three nets catch a call. The attribute is replaced where the path
+    names it (a class by its ``__init__`` and ``forward``), so ``F.softmax(x)`` raises. A Python
+    function without a closure (``torch.autograd.grad``, ``dlbook``'s own) has its code swapped
+    for one that raises, so an alias imported earlier (``from dlbook.attention import
+    softmax_jacobian``) raises too. And while the block runs a ``TorchFunctionMode`` refuses the
+    original function however it is reached (an alias, a method, another library function that
+    calls it), for the functions that take part in PyTorch's ``__torch_function__`` protocol
+    (most of ``torch``, not ``torch.func``). Everything is put back on the way out, whatever
+    happened inside (an exception, a time-out).
+    """
+    if not paths:
+        yield
+        return
+    from torch.overrides import TorchFunctionMode
+
+    def refuser(label: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise ForbiddenCall(f"{rule}: {label} is switched off while your function runs")
+
+        return refused
+
+    patches: list[tuple[Any, str, str]] = []  # (owner, attribute, the path the student sees)
+    recode: list[tuple[types.FunctionType, str]] = []  # Python functions, whose code is swapped
+    originals: dict[Any, str] = {}  # the functions themselves, for the TorchFunctionMode
+    for path in paths:
+        owner, name = _locate(path)
+        target = getattr(owner, name)
+        if isinstance(target, type):  # a class: constructing it or calling an instance raises
+            patches += [(target, n, path) for n in ("__init__", "forward") if hasattr(target, n)]
+            continue
+        patches.append((owner, name, path))
+        if isinstance(target, types.FunctionType) and not target.__closure__:
+            recode.append((target, path))
+        with suppress(TypeError):  # an unhashable callable: the attribute alone must do
+            originals[target] = path
+
+    class Refuse(TorchFunctionMode):
+        def __torch_function__(self, func, kinds, args=(), kwargs=None):
+            try:
+                label = originals.get(func)
+            except TypeError:
+                label = None
+            if label is not None:
+                refuser(label)()
+            return func(*args, **(kwargs or {}))
+
+    done: list[tuple[Any, str, Any]] = []  # (owner, attribute, what was there; _MISSING: nothing)
+    swapped: list[tuple[types.FunctionType, types.CodeType]] = []  # (function, its own code)
+    try:
+        for owner, name, path in patches:
+            done.append((owner, name, vars(owner).get(name, _MISSING)))
+            setattr(owner, name, refuser(path))
+        for function, path in recode:
+            swapped.append((function, function.__code__))
+            function.__code__ = _refusing_code(
+                f"{rule}: {path} is switched off while your function runs"
+            )
+        with Refuse():
+            yield
+    finally:
+        for function, code in reversed(swapped):
+            function.__code__ = code
+        for owner, name, before in reversed(done):
+            if before is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, before)
+
+
+def _refusing_code(message: str) -> types.CodeType:
+    """The code of a function that raises ``ForbiddenCall(message)`` whatever its arguments.
+
+    It becomes another function's ``__code__`` and runs with that function's globals, so it
+    imports :class:`ForbiddenCall` rather than naming it; compiled under this file's name, so
+    that the traceback's last frame outside dlbook is the student's call.
+    """
+    source = (
+        "def refused(*args, **kwargs):\n"
+        f"    raise __import__({__name__!r}, fromlist=['_']).ForbiddenCall({message!r})\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, __file__, "exec"), namespace)
+    return namespace["refused"].__code__
+
+
 def _where_in_student_code(err: BaseException) -> str:
-    """The last traceback frame outside dlbook, e.g. ``line 7, in mse: return x.sum()``."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if "dlbook" not in f.filename]
+    """The last traceback frame outside dlbook, e.g. ``line 7, in mse: return x.sum()`` (for a
+    :class:`ForbiddenCall`, outside torch too: the student's call, not torch's dispatch)."""
+    skip = ["dlbook"] + ([f"{os.sep}torch{os.sep}"] if isinstance(err, ForbiddenCall) else [])
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not any(s in f.filename for s in skip)
+    ]
     if not frames:
         return ""
     f = frames[-1]
@@ -330,6 +467,9 @@ def check(
     timeout_s: float | None = 10.0,
     title: str | None = None,
     quiet: bool = False,
+    forbidden: Sequence[str] = (),
+    rule: str = "this exercise asks you to write it yourself",
+    guard: Callable[[Case], AbstractContextManager] | None = None,
 ) -> CheckReport:
     """Run ``fn`` on each case, compare with the reference, print specific feedback.
 
@@ -343,6 +483,12 @@ def check(
         timeout_s: time limit per case (None: no limit).
         title: what is being checked (default: the function's name).
         quiet: do not print (the report is still returned or raised).
+        forbidden: dotted names of library functions switched off while ``fn`` runs (see
+            :func:`switched_off`); ``rule`` is what the error says the exercise asks for. The
+            reference and the mistakes run outside, with everything switched on.
+        guard: given a case, a context manager entered around ``fn``'s call on it, which may
+            raise :class:`ForbiddenCall` to refuse *how* the answer is computed (e.g. a tensor
+            too large for the exercise's rules).
 
     Returns:
         A :class:`CheckReport` when every case passes.
@@ -376,7 +522,8 @@ def check(
             raise ValueError(f"{label} has no expected value and check was given no reference")
         start = time.perf_counter()
         try:
-            with _time_limit(timeout_s):
+            guarded = guard(case) if guard is not None else nullcontext()
+            with switched_off(forbidden, rule), guarded, _time_limit(timeout_s):
                 got = _call(fn, case)
         except NotImplementedError:
             emit(
@@ -438,6 +585,9 @@ class Exercise:
     ``check_<name>``. ``cases`` makes the inputs; ``reference`` computes the expected output of a
     case that does not carry one. Each mistake's ``wrong`` takes a case's arguments, as the
     checked function does. ``rtol`` and ``atol`` are the tolerances of every comparison.
+    ``forbidden`` names the library functions switched off while the student's function runs,
+    ``rule`` says why (see :func:`switched_off`), and ``guard`` may refuse how an answer is
+    computed (see :func:`check`).
     """
 
     name: str
@@ -447,6 +597,9 @@ class Exercise:
     rtol: float = 1e-5
     atol: float = 1e-8
     title: str = ""
+    forbidden: tuple[str, ...] = ()
+    rule: str = "this exercise asks you to write it yourself"
+    guard: Callable[[Case], AbstractContextManager] | None = None
 
     def check(self, fn: Callable[..., Any], *, title: str | None = None) -> CheckReport:
         """Run :func:`check` on ``fn(*case.args)`` with this exercise's cases, reference,
@@ -461,4 +614,7 @@ class Exercise:
             rtol=self.rtol,
             atol=self.atol,
             title=title or self.title or self.name,
+            forbidden=self.forbidden,
+            rule=self.rule,
+            guard=self.guard,
         )
