@@ -48,6 +48,8 @@ NOTEBOOKS = [  # the GPT chapter's training notebook first: it is the longest
     "chapters/04-gans/digits.ipynb",
     "chapters/02-attention/attention-that-learns.ipynb",
     "chapters/01-backprop/backprop-numpy.ipynb",
+    "chapters/06-assistant/sft-gpt.ipynb",
+    "chapters/06-assistant/rlhf-gpt.ipynb",
 ]
 BENCHMARKS = [  # (module, extra arguments on a GPU)
     ("gpt", []),

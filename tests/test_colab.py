@@ -58,6 +58,7 @@ WIDGET_NOTEBOOKS = {
     "03-gpt": "gpt-training.ipynb",
     "04-gans": "digits.ipynb",
     "05-rl": "policy-gradient-checks.ipynb",
+    "06-assistant": "exact-preferences.ipynb",
 }
 # The one that runs in full, as the training notebook: it trains an attention model to reverse
 # digits (400 steps, about 15 s) through dlbook.train.train_loop's progress bar and live plot, and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import time
 
 import nbformat
@@ -13,7 +14,7 @@ import torch
 
 from dlbook.exercises import Case, Mistake, check, compare
 from dlbook.exercises import make_student as ms
-from dlbook.exercises.checker import ForbiddenCall, switched_off
+from dlbook.exercises.checker import AutogradForbidden, ForbiddenCall, switched_off
 
 # ----------------------------------------------------------------------------- compare
 
@@ -295,6 +296,111 @@ def test_switched_off_refuses_a_name_it_cannot_find():
         switched_off(("torch.no_such_function",), RULE),
     ):
         pass
+    with (
+        pytest.raises(ValueError, match=r"cannot find 'torch\.ops\.aten\.no_such_op'"),
+        switched_off(("torch.ops.aten.no_such_op",), RULE),
+    ):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda x: torch.ops.aten._softmax(x, 0, False), "torch.ops.aten._softmax"),
+        (lambda x: torch.ops.aten._softmax.default(x, 0, False), "torch.ops.aten._softmax"),
+        (lambda x: torch._softmax(x, 0, False), "torch._softmax"),
+        (lambda x: torch.ops.aten._log_softmax(x, 0, False), "torch.ops.aten._log_softmax"),
+        (lambda x: torch.special.softmax(x, 0), "torch._C._special.special_softmax"),
+    ],
+)
+def test_an_operator_is_refused_by_name_however_it_is_called(call, name):
+    x = torch.randn(4, dtype=torch.float64)
+    with (
+        switched_off(("torch.ops.aten.*softmax*",), RULE),
+        pytest.raises(ForbiddenCall, match=f"{RULE}: {re.escape(name)} is switched off"),
+    ):
+        call(x)
+    assert torch.allclose(call(x), torch.softmax(x, 0)) or name.endswith("_log_softmax")
+
+
+def test_an_operator_refused_by_name_still_runs_inside_an_allowed_function():
+    """torch.softmax runs aten._softmax inside: only the student's own calls are refused."""
+    x = torch.randn(4, dtype=torch.float64)
+    with switched_off(("torch.ops.aten._softmax",), RULE):
+        assert torch.allclose(torch.softmax(x, 0), _softmax_by_hand(x))
+
+
+def _requires_grad_by(way):
+    x = torch.randn(3, dtype=torch.float64)
+    if way == "factory":
+        return torch.tensor([1.0, 2.0], requires_grad=True)
+    if way == "method":
+        return x.requires_grad_()
+    if way == "setter":
+        x.requires_grad = True
+        return x
+    return torch.nn.Parameter(x) * 2  # a Parameter is refused at its first use
+
+
+@pytest.mark.parametrize(
+    ("way", "name"),
+    [
+        ("factory", "torch.tensor"),
+        ("method", "torch.Tensor.requires_grad_"),
+        ("setter", "setting torch.Tensor.requires_grad"),
+        ("parameter", "torch.Tensor.mul"),
+    ],
+)
+def test_with_autograd_off_no_tensor_may_require_grad(way, name):
+    with (
+        switched_off((), RULE, autograd_off=True),
+        pytest.raises(AutogradForbidden, match=f"{RULE}: autograd is switched off .* {name} made"),
+    ):
+        _requires_grad_by(way)
+    assert _requires_grad_by(way).requires_grad  # and may again afterwards
+
+
+def test_with_autograd_off_torch_without_a_graph_works():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with switched_off((), RULE, autograd_off=True), torch.enable_grad():
+        y = (x @ x.T).softmax(-1).sum_to_size(1, 3)
+    assert y.shape == (1, 3) and not y.requires_grad
+
+
+def _autograd_state():
+    from torch.autograd.variable import Variable
+
+    return Variable.__dict__["_execution_engine"], torch._C._len_torch_function_stack()
+
+
+def test_autograd_is_back_after_an_exception_and_after_a_timeout():
+    before = _autograd_state()
+    with (
+        pytest.raises(KeyError),
+        switched_off(("torch.ops.aten.*_backward*",), RULE, autograd_off=True),
+    ):
+        raise KeyError("the student's code failed")
+    assert _autograd_state() == before
+
+    def forever(x):
+        while True:
+            time.sleep(0.01)
+
+    with pytest.raises(AssertionError, match=r"still running after 0\.2 s"):
+        check(
+            forever,
+            _softmax_cases()[:1],
+            reference=_softmax_by_hand,
+            timeout_s=0.2,
+            quiet=True,
+            forbidden=("torch.autograd.grad", "torch.ops.aten.*_backward*"),
+            rule=RULE,
+            autograd_off=True,
+        )
+    assert _autograd_state() == before
+    x = torch.ones(2, requires_grad=True)
+    (3 * x).sum().backward()
+    assert torch.equal(x.grad, torch.full((2,), 3.0))
 
 
 # ----------------------------------------------------------------------------- make_student

@@ -283,3 +283,66 @@ def test_rlhf_ppo_on_a_gpt_raises_the_reward_and_reports_the_kl():
     assert hist.kl[-1] > 0.05
     with pytest.raises(ValueError, match="beta"):
         R.LMPPOConfig(beta=-1.0)
+
+
+def test_response_values_are_the_states_before_each_response_token():
+    """Value t must see the prompt and response tokens < t, and nothing from token t on."""
+    critic = R.ScalarHead(_tiny_gpt(3))
+    torch.nn.init.normal_(critic.head.weight)  # a head that is not zero
+    seqs = torch.randint(5, (2, 9), generator=_g(14))
+    P = 4
+    v = R.response_values(critic, seqs, P)
+    assert v.shape == (2, 5)
+    for t in range(5):
+        changed = seqs.clone()
+        changed[:, P + t] = (changed[:, P + t] + 1) % 5  # change response token t
+        w = R.response_values(critic, changed, P)
+        torch.testing.assert_close(w[:, : t + 1], v[:, : t + 1])  # states before it: unchanged
+        if t + 1 < 5:
+            assert (w[:, t + 1] - v[:, t + 1]).abs().max() > 1e-6  # the next state sees it
+
+
+def test_rlhf_on_a_gpt_refuses_dropout():
+    from dlbook import gpt
+
+    drop = gpt.GPT(
+        gpt.GPTConfig(vocab_size=5, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+    )
+    seqs = torch.randint(5, (2, 8), generator=_g(15))
+    opt = torch.optim.Adam(drop.parameters())
+    with pytest.raises(ValueError, match="dropout"):
+        R.dpo_step(drop, _tiny_gpt(), opt, seqs, seqs, 3, 0.1)
+
+
+def test_best_of_n_and_kl_refuse_nan_and_handle_levels_the_reference_never_reaches():
+    p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
+    out = R.best_of_n(p.log(), torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), 3)
+    assert not torch.isnan(out).any()
+    torch.testing.assert_close(out.exp(), torch.tensor([0.125, 0.875, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        R.kl(torch.tensor([0.0, float("nan")]), torch.tensor([0.0, -1.0]))
+
+
+def test_a_reward_models_score_is_the_mean_over_the_response_or_the_last_position():
+    rm = R.ScalarHead(_tiny_gpt(4))
+    torch.nn.init.normal_(rm.head.weight)
+    seqs = torch.randint(5, (3, 9), generator=_g(16))
+    per_position = rm(seqs)
+    torch.testing.assert_close(rm.score(seqs), per_position[:, -1])
+    torch.testing.assert_close(rm.score(seqs, start=4), per_position[:, 4:].mean(1))
+    with pytest.raises(ValueError, match="start"):
+        rm.score(seqs, start=9)
+
+
+def test_pretrain_learns_a_repeating_text_and_returns_eval_mode():
+    from dlbook import gpt
+
+    data = torch.tensor([0, 1, 2, 3, 4] * 200)  # a text a GPT can learn to predict exactly
+    config = gpt.GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    torch.manual_seed(0)
+    model = R.pretrain(config, data, 150, generator=_g(17), batch_size=8)
+    assert not model.training
+    x, y = gpt.get_batch(data, 8, 8, generator=_g(18))
+    with torch.no_grad():
+        loss = model(x, y)[1].item()
+    assert loss < 0.2 * math.log(5)  # a trained model, not the uniform one

@@ -9,11 +9,14 @@ exercise's name to its :class:`~dlbook.exercises.checker.Exercise`.
 
 Each exercise also switches off the library functions that would answer it (``forbidden``):
 while the student's function runs, ``torch.nn.functional.scaled_dot_product_attention`` raises
-in masked attention, autograd in the Jacobian and the backward pass, the softmax and its
-relatives in the online softmax and tiled attention, and ``dlbook.attention``'s own versions in
-each. Two exercises enforce *how* as well as *what*: the online softmax reads its row from a
-:class:`BlockStream` (two passes, and a block is gone once the next one arrives), and tiled
-attention runs under a guard that refuses any tensor holding all ``T_k`` keys along one axis.
+in masked attention, autograd as a whole in the Jacobian and the backward pass (no tensor may
+require grad, and PyTorch's backward formulas such as ``_softmax_backward_data`` are refused),
+the softmax and its relatives in the online softmax and tiled attention, and
+``dlbook.attention``'s own versions in each; the operators behind them (``torch.ops.aten``) are
+refused by name too. Two exercises enforce *how* as well as *what*: the online softmax reads its
+row from a :class:`BlockStream` (two passes, a block is gone once the next one arrives, and the
+row itself is not an attribute), and tiled attention runs in torch (no NumPy) under a guard that
+refuses any tensor, of any dtype, holding all ``T_k`` keys along one axis.
 
 About 840 lines because it holds six exercises, each one section read top to bottom (cases,
 reference, mistakes, checker) in the order of the exercises notebook; the lists of what is
@@ -24,6 +27,7 @@ Derived in: Chapter 2, *Exercises*.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -32,7 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from dlbook.exercises.checker import Case, CheckReport, Exercise, ForbiddenCall, Mistake
+from dlbook.exercises.checker import (
+    AUTOGRAD,
+    Case,
+    CheckReport,
+    Exercise,
+    ForbiddenCall,
+    Mistake,
+)
 
 __all__ = [
     "ATTENTION_BACKWARD_MISTAKES",
@@ -57,13 +68,21 @@ __all__ = [
     "tiled_attention_cases",
 ]
 
-# What each exercise switches off while the student's function runs (see ``switched_off``).
-FUSED = (
-    "torch.nn.functional.scaled_dot_product_attention",
+# What each exercise switches off while the student's function runs (see ``switched_off``);
+# "torch.ops.aten.NAME" refuses PyTorch's operators of that name (a pattern) however called.
+MULTI_HEAD = (
     "torch.nn.MultiheadAttention",
     "torch.nn.functional.multi_head_attention_forward",
-    "dlbook.attention.scaled_dot_product_attention",
+    "torch.ops.aten.*multi_head_attention*",  # _native_multi_head_attention
     "dlbook.attention.MultiHeadAttention",
+)
+FUSED = (
+    "torch.nn.functional.scaled_dot_product_attention",
+    "torch.ops.aten.*scaled_dot_product*",  # and _scaled_dot_product_attention_math, ...
+    "torch.ops.aten.*_attention_forward",  # _flash_attention_forward, _efficient_...
+    "torch.ops.aten._masked_softmax",
+    *MULTI_HEAD,
+    "dlbook.attention.scaled_dot_product_attention",
     "dlbook.attention.tiled_attention",
 )
 SOFTMAX = (
@@ -81,24 +100,19 @@ SOFTMAX = (
     "torch.special.logsumexp",
     "torch.logaddexp",
     "torch.Tensor.logaddexp",
+    "torch.ops.aten.*softmax*",  # _softmax, _log_softmax, _safe_softmax, special_softmax, ...
+    "torch.ops.aten.*softmin*",
+    "torch.ops.aten.*logsumexp*",
+    "torch.ops.aten.logaddexp*",
     "dlbook.attention.online_softmax",
 )
-AUTOGRAD = (
-    "torch.autograd.grad",
-    "torch.autograd.backward",
-    "torch.Tensor.backward",
-    "torch.autograd.functional.jacobian",
-    "torch.autograd.functional.vjp",
-    "torch.autograd.functional.jvp",
-    "torch.autograd.functional.hessian",
-    "torch.autograd.forward_ad.make_dual",
-    "torch.func.grad",
-    "torch.func.grad_and_value",
-    "torch.func.vjp",
-    "torch.func.jvp",
-    "torch.func.jacrev",
-    "torch.func.jacfwd",
-    "torch.func.hessian",
+# Ways out of torch: tiled attention's guard watches torch tensors, so NumPy would escape it.
+TO_NUMPY = (
+    "torch.Tensor.numpy",
+    "torch.Tensor.__array__",
+    "torch.Tensor.tolist",
+    "torch.Tensor.__dlpack__",
+    "torch.utils.dlpack.to_dlpack",
 )
 
 
@@ -346,11 +360,7 @@ MULTI_HEAD_ATTENTION = Exercise(
     MULTI_HEAD_MISTAKES,
     rtol=1e-7,
     atol=1e-9,
-    forbidden=(
-        "torch.nn.MultiheadAttention",
-        "torch.nn.functional.multi_head_attention_forward",
-        "dlbook.attention.MultiHeadAttention",
-    ),
+    forbidden=MULTI_HEAD,
     rule="this exercise asks for the heads split and merged by hand",
 )
 
@@ -415,12 +425,13 @@ SOFTMAX_JACOBIAN = Exercise(
     atol=1e-12,
     forbidden=(*AUTOGRAD, "dlbook.attention.softmax_jacobian"),
     rule="this exercise asks for the Jacobian derived by hand",
+    autograd_off=True,
 )
 
 
 def check_softmax_jacobian(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
     """Check ``fn(z) -> (n, n)``, the Jacobian dp/dz of p = softmax(z), against autograd, which
-    is switched off in ``fn`` (``torch.softmax`` for p itself is allowed)."""
+    is switched off as a whole in ``fn`` (``torch.softmax`` for p itself is allowed)."""
     return SOFTMAX_JACOBIAN.check(fn)
 
 
@@ -513,12 +524,13 @@ ATTENTION_BACKWARD = Exercise(
     atol=1e-10,
     forbidden=(*AUTOGRAD, "dlbook.attention.attention_backward"),
     rule="this exercise asks for the backward pass derived by hand",
+    autograd_off=True,
 )
 
 
 def check_attention_backward(fn: Callable[..., dict]) -> CheckReport:
     """Check ``fn(q, k, v, dout) -> {"dq", "dk", "dv"}`` against autograd through PyTorch's
-    attention; autograd is switched off while ``fn`` runs."""
+    attention; autograd is switched off as a whole while ``fn`` runs."""
     return ATTENTION_BACKWARD.check(fn)
 
 
@@ -540,6 +552,44 @@ class _Block(torch.Tensor):
             return func(*args, **kwargs)
 
 
+def _stream(row: torch.Tensor, block: int, passes: int) -> Callable[[], Iterator[torch.Tensor]]:
+    """The ``blocks()`` of a :class:`BlockStream`: a closure, so that the row is nobody's
+    attribute, which counts the passes and expires each block when the next one arrives."""
+    started, live = 0, []
+
+    def expire(why: str) -> None:
+        for b in live:
+            b.gone = why
+        live.clear()
+
+    def one_pass(number: int) -> Iterator[torch.Tensor]:
+        for i, j in enumerate(range(0, row.numel(), block)):
+            expire(
+                f"this exercise reads the row as a stream: block {i} of pass {number} arrived, "
+                "so the block before it is gone (keep the running statistics, not the blocks)"
+            )
+            b = row[j : j + block].clone().as_subclass(_Block)
+            live.append(b)
+            yield b
+        expire(
+            f"this exercise reads the row as a stream: pass {number} is over, so its blocks "
+            "are gone (keep the running statistics, not the blocks)"
+        )
+
+    def blocks() -> Iterator[torch.Tensor]:
+        nonlocal started
+        started += 1
+        if started > passes:
+            raise ForbiddenCall(
+                f"this exercise reads the row as a stream: blocks() may be called {passes} "
+                "times, once for the running maximum and sum and once to write the output"
+            )
+        expire("this block is from an earlier pass over the row: it is gone")
+        return one_pass(started)
+
+    return blocks
+
+
 class BlockStream:
     """A row of scores that arrives block by block, as a tile arrives in on-chip memory.
 
@@ -548,9 +598,11 @@ class BlockStream:
     statistics" checkable rather than a promise: ``blocks()`` may be called twice (one pass for
     the running maximum and sum, one to write the output), and a block is usable only until the
     next one arrives (its buffer is reused): after that any operation on it raises
-    :class:`~dlbook.exercises.checker.ForbiddenCall`. A function may still copy every block it
-    sees (``b.clone()``), but then it holds the whole row, which is what the exercise forbids.
-    ``len(stream)`` is the length of the row.
+    :class:`~dlbook.exercises.checker.ForbiddenCall`. The row itself is no attribute of the
+    stream (it lives in a closure). A function may still copy every block it sees
+    (``b.clone()``), but then it holds the whole row, which is what the exercise forbids.
+    ``len(stream)`` is the length of the row; a deep copy (the checker's, for each call) starts
+    with no pass made.
     """
 
     passes = 2
@@ -558,61 +610,44 @@ class BlockStream:
     def __init__(self, row: torch.Tensor, block: int) -> None:
         if row.dim() != 1 or block < 1:
             raise ValueError(f"need a 1-D row and block >= 1, got {tuple(row.shape)}, {block}")
-        self._row, self.block, self._started, self._live = row, block, 0, []
+        row, passes = row.detach().clone(), self.passes
+        self.block, self._n = block, row.numel()
+        self._fresh = lambda: _stream(row, block, passes)
+        self._blocks = self._fresh()
 
     def __len__(self) -> int:
-        return self._row.numel()
+        return self._n
 
     def __repr__(self) -> str:
         return f"BlockStream({len(self)} scores in blocks of {self.block})"
 
-    def _expire(self, why: str) -> None:
-        for b in self._live:
-            b.gone = why
-        self._live = []
+    def __deepcopy__(self, memo: dict) -> BlockStream:
+        twin = copy.copy(self)
+        twin._blocks = self._fresh()
+        return twin
 
     def __call__(self) -> Iterator[torch.Tensor]:
-        self._started += 1
-        if self._started > self.passes:
-            raise ForbiddenCall(
-                f"this exercise reads the row as a stream: blocks() may be called {self.passes} "
-                "times, once for the running maximum and sum and once to write the output"
-            )
-        self._expire("this block is from an earlier pass over the row: it is gone")
-        return self._pass(self._started)
+        return self._blocks()
 
-    def _pass(self, number: int) -> Iterator[torch.Tensor]:
-        n = len(self)
-        for i, j in enumerate(range(0, n, self.block)):
-            self._expire(
-                f"this exercise reads the row as a stream: block {i} of pass {number} arrived, "
-                "so the block before it is gone (keep the running statistics, not the blocks)"
-            )
-            b = self._row[j : j + self.block].clone().as_subclass(_Block)
-            self._live.append(b)
-            yield b
-        self._expire(
-            f"this exercise reads the row as a stream: pass {number} is over, so its blocks "
-            "are gone (keep the running statistics, not the blocks)"
-        )
+
+def _stream_case(row: torch.Tensor, block: int, name: str) -> Case:
+    """A case whose expected output is computed here, from the row the stream then hides."""
+    return Case(args=(BlockStream(row, block),), name=name, expected=torch.softmax(row, -1))
 
 
 def online_softmax_cases(seed: int = 0) -> list[Case]:
-    """A :class:`BlockStream` over a 1-D float64 row of scores."""
+    """A :class:`BlockStream` over a 1-D float64 row of scores, and the row's softmax as the
+    expected output (the reference, ``torch.softmax``, cannot read the row from the stream)."""
     g = _gen(seed)
     rising = torch.linspace(-3, 3, 12, dtype=torch.float64)  # the maximum grows block by block
     huge = torch.tensor([1000.0, -1000.0, 999.0, 0.0, 998.0, 5.0], dtype=torch.float64)
     return [
-        Case(args=(BlockStream(3 * _randn(10, g=g), 3),), name="10 scores, blocks of 3"),
-        Case(args=(BlockStream(rising, 4),), name="rising scores, blocks of 4"),
-        Case(args=(BlockStream(3 * _randn(16, g=g), 1),), name="blocks of 1"),
-        Case(args=(BlockStream(3 * _randn(7, g=g), 7),), name="one block"),
-        Case(args=(BlockStream(huge, 2),), name="scores near +-1000"),
+        _stream_case(3 * _randn(10, g=g), 3, "10 scores, blocks of 3"),
+        _stream_case(rising, 4, "rising scores, blocks of 4"),
+        _stream_case(3 * _randn(16, g=g), 1, "blocks of 1"),
+        _stream_case(3 * _randn(7, g=g), 7, "one block"),
+        _stream_case(huge, 2, "scores near +-1000"),
     ]
-
-
-def _softmax(blocks: BlockStream) -> torch.Tensor:
-    return torch.softmax(blocks._row, -1)
 
 
 def _online_variant(rescale: str = "right", subtract_max: bool = True, start_inf: bool = True):
@@ -680,7 +715,7 @@ ONLINE_SOFTMAX_MISTAKES = [
 ONLINE_SOFTMAX = Exercise(
     "online_softmax",
     online_softmax_cases,
-    _softmax,
+    None,  # each case carries its expected output
     ONLINE_SOFTMAX_MISTAKES,
     rtol=1e-9,
     atol=1e-12,
@@ -722,8 +757,8 @@ def _attention(q, k, v, block):
 
 
 class _OneTileAtATime(TorchFunctionMode):
-    """Refuses any floating-point tensor with ``t_k`` entries along one axis, apart from the
-    keys and values themselves (in any layout)."""
+    """Refuses any tensor, whatever its dtype (float, complex, integer), with ``t_k`` entries
+    along one axis, apart from the keys and values themselves (in any layout)."""
 
     def __init__(self, t_k: int, block: int, allowed: list[list[int]]) -> None:
         super().__init__()
@@ -734,7 +769,6 @@ class _OneTileAtATime(TorchFunctionMode):
         for t in _leaves(out):
             if (
                 isinstance(t, torch.Tensor)
-                and t.is_floating_point()
                 and self.t_k in t.shape
                 and sorted(n for n in t.shape if n != 1) not in self.allowed
             ):
@@ -825,16 +859,17 @@ TILED_ATTENTION = Exercise(
     TILED_ATTENTION_MISTAKES,
     rtol=1e-7,
     atol=1e-9,
-    forbidden=(*FUSED, *SOFTMAX),
-    rule="this exercise asks for attention tile by tile, its softmax written out",
+    forbidden=(*FUSED, *SOFTMAX, *TO_NUMPY),
+    rule="this exercise asks for attention tile by tile, in torch, its softmax written out",
     guard=_one_tile_at_a_time,
 )
 
 
 def check_tiled_attention(fn: Callable[..., torch.Tensor]) -> CheckReport:
     """Check ``fn(q, k, v, block) -> (..., T_q, d_v)`` against PyTorch's attention. While ``fn``
-    runs, PyTorch's attention and softmax are switched off and no tensor may hold all ``T_k``
-    keys along one axis (unless one block holds them all)."""
+    runs, PyTorch's attention and softmax are switched off, so is the way out to NumPy
+    (``.numpy()``, ``np.asarray``, ``.tolist()``), and no tensor of any dtype may hold all
+    ``T_k`` keys along one axis (unless one block holds them all)."""
     return TILED_ATTENTION.check(fn)
 
 

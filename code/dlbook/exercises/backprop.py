@@ -7,8 +7,8 @@ backward pass went wrong. Each checker lists the plausible mistakes it recognise
 ``EXERCISES`` maps each exercise's name to its :class:`~dlbook.exercises.checker.Exercise`; it
 includes the harder exercises on broadcasting, embeddings, LayerNorm and BatchNorm, which live in
 :mod:`dlbook.exercises.backprop_layers` and whose checkers are re-exported here. Exercises that
-ask for a backward pass derived with NumPy switch PyTorch's autograd off while the student's
-function runs (:func:`~dlbook.exercises.backprop_layers.numpy_only`).
+ask for a backward pass derived with NumPy switch PyTorch's autograd off as a whole while the
+student's function runs (:func:`~dlbook.exercises.backprop_layers.by_hand`).
 
 Over 400 lines for a stated reason: five exercises, each a section with its cases, its reference
 and its catalogue of mistakes, which a teacher reads together.
@@ -32,11 +32,11 @@ from dlbook.exercises.backprop_layers import (
     EMBEDDING_MISTAKES,
     LAYER_EXERCISES,
     LAYERNORM_MISTAKES,
+    by_hand,
     check_batchnorm_backward,
     check_broadcast_backward,
     check_embedding_backward,
     check_layernorm_backward,
-    numpy_only,
 )
 from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
 
@@ -190,7 +190,7 @@ SOFTMAX_CE_MISTAKES = [
 ]
 
 
-SOFTMAX_CROSS_ENTROPY = Exercise(
+SOFTMAX_CROSS_ENTROPY = by_hand(
     "softmax_cross_entropy", softmax_ce_cases, _torch_softmax_ce, SOFTMAX_CE_MISTAKES
 )
 
@@ -204,7 +204,7 @@ def check_softmax_cross_entropy(
     The reference is ``torch.nn.functional.cross_entropy`` (``ignore_index=-100``: the mean over
     the rows that count) and its autograd; autograd is off inside ``fn``.
     """
-    return SOFTMAX_CROSS_ENTROPY.check(numpy_only(fn, "softmax_cross_entropy"))
+    return SOFTMAX_CROSS_ENTROPY.check(fn)
 
 
 # ----------------------------------------------------------------------------- linear layer
@@ -292,7 +292,7 @@ LINEAR_MISTAKES = [
 ]
 
 
-LINEAR_BACKWARD = Exercise("linear_backward", linear_cases, _torch_linear_backward, LINEAR_MISTAKES)
+LINEAR_BACKWARD = by_hand("linear_backward", linear_cases, _torch_linear_backward, LINEAR_MISTAKES)
 
 
 def check_linear_backward(fn: Callable[..., dict]) -> CheckReport:
@@ -302,7 +302,7 @@ def check_linear_backward(fn: Callable[..., dict]) -> CheckReport:
     The reference is ``torch.nn.functional.linear`` and its autograd; autograd is off inside
     ``fn``.
     """
-    return LINEAR_BACKWARD.check(numpy_only(fn, "linear_backward"))
+    return LINEAR_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- a two-layer MLP
@@ -396,7 +396,7 @@ MLP_MISTAKES = [
 ]
 
 
-MLP_BACKWARD = Exercise("mlp_backward", mlp_cases, _torch_mlp_backward, MLP_MISTAKES)
+MLP_BACKWARD = by_hand("mlp_backward", mlp_cases, _torch_mlp_backward, MLP_MISTAKES)
 
 
 def check_mlp_backward(fn: Callable[..., dict]) -> CheckReport:
@@ -407,7 +407,7 @@ def check_mlp_backward(fn: Callable[..., dict]) -> CheckReport:
     gradients of the intermediate tensors kept (``retain_grad``), each reported separately;
     autograd is off inside ``fn``.
     """
-    return MLP_BACKWARD.check(numpy_only(fn, "mlp_backward"))
+    return MLP_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- find the bug

@@ -3,10 +3,14 @@
 Broadcasting (a gradient summed back over the broadcast axes), an embedding table (a scatter-add
 over repeated token ids), LayerNorm and BatchNorm (the gradient through the mean and the variance).
 Every reference is PyTorch's autograd through ``torch.nn.functional`` in float64, not code of ours.
-The student writes these backward passes with NumPy, so each checker turns PyTorch's autograd off
-while the student's function runs (:func:`numpy_only`): calling it raises
-:class:`AutogradForbidden`, and the checker reports where. ``dlbook.exercises.backprop`` merges
-``LAYER_EXERCISES`` into its ``EXERCISES`` and re-exports the checkers.
+The student writes these backward passes with NumPy, so each exercise switches PyTorch's autograd
+off as a whole while the student's function runs (:func:`by_hand`, on
+:func:`~dlbook.exercises.checker.switched_off`): a tensor that requires grad, autograd's
+functions and PyTorch's own backward formulas (``torch.ops.aten.*_backward*``) raise
+:class:`~dlbook.exercises.checker.AutogradForbidden`, and the checker reports where. The
+broadcasting exercise also switches off ``Tensor.sum_to_size``, which is its answer in one call.
+``dlbook.exercises.backprop`` merges ``LAYER_EXERCISES`` into its ``EXERCISES`` and re-exports
+the checkers.
 
 Over 400 lines for a stated reason: four exercises, each a section with its cases, its reference
 and its catalogue of mistakes (LayerNorm's and BatchNorm's share one family of wrong backward
@@ -17,32 +21,35 @@ Derived in: Chapter 1, *Exercises*.
 
 from __future__ import annotations
 
-import functools
-import os
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.variable import Variable
 
-from dlbook.exercises.checker import Case, CheckReport, Exercise, Mistake
+from dlbook.exercises.checker import (
+    AUTOGRAD,
+    AutogradForbidden,
+    Case,
+    CheckReport,
+    Exercise,
+    Mistake,
+)
 
 __all__ = [
     "BATCHNORM_MISTAKES",
     "BROADCAST_MISTAKES",
+    "BY_HAND",
     "EMBEDDING_MISTAKES",
     "LAYERNORM_MISTAKES",
     "LAYER_EXERCISES",
     "AutogradForbidden",
+    "by_hand",
     "check_batchnorm_backward",
     "check_broadcast_backward",
     "check_embedding_backward",
     "check_layernorm_backward",
-    "numpy_only",
 ]
 
 
@@ -53,70 +60,33 @@ def _t(a: Any, grad: bool = False) -> torch.Tensor:
 # ----------------------------------------------------------------------------- no autograd inside
 
 
-class AutogradForbidden(RuntimeError):
-    """Raised when an exercise that asks for a hand-derived backward pass calls torch autograd."""
+BY_HAND = "this exercise asks for the backward pass derived by hand, with NumPy"
 
 
-class _RefusingEngine:
-    """Stands in for autograd's engine: ``run_backward`` (behind ``Tensor.backward``,
-    ``torch.autograd.grad``/``backward`` and ``torch.func``) raises; the rest is the original's."""
-
-    def __init__(self, engine: Any, exercise: str) -> None:
-        self._engine, self._exercise = engine, exercise
-
-    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
-        raise AutogradForbidden(
-            f"torch autograd is switched off in {self._exercise}: derive the backward pass by "
-            "hand, with NumPy"
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-
-@contextmanager
-def _autograd_off(exercise: str) -> Iterator[None]:
-    engine = Variable.__dict__["_execution_engine"]
-    Variable._execution_engine = _RefusingEngine(engine, exercise)
-    try:
-        yield
-    finally:
-        Variable._execution_engine = engine
-
-
-def _student_line(err: BaseException) -> str:
-    """`` (line 7, in f: `code`)`` for the last traceback frame outside torch and dlbook."""
-    frames = [
-        f
-        for f in traceback.extract_tb(err.__traceback__)
-        if "dlbook" not in f.filename and f"{os.sep}torch{os.sep}" not in f.filename
-    ]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (line {f.lineno}, in {f.name}: `{(f.line or '').strip()}`)"
-
-
-def numpy_only(fn: Callable[..., Any], exercise: str) -> Callable[..., Any]:
-    """``fn`` run with torch autograd switched off: every backward pass raises
-    :class:`AutogradForbidden` until ``fn`` returns (autograd is restored even if it raises).
-
-    Raises:
-        ValueError: ``fn`` is not callable.
-    """
-    if not callable(fn):
-        raise ValueError(f"check_{exercise} expects a function, got {type(fn).__name__}")
-
-    @functools.wraps(fn)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        with _autograd_off(exercise):
-            try:
-                return fn(*args, **kwargs)
-            except AutogradForbidden as err:  # say where, in the student's code, not in torch's
-                where = _student_line(err)
-                raise AutogradForbidden(f"{err}{where}") from None
-
-    return guarded
+def by_hand(
+    name: str,
+    cases: Callable[[], Sequence[Case]],
+    reference: Callable[..., Any],
+    mistakes: Sequence[Mistake],
+    *,
+    also: tuple[str, ...] = (),
+    rule: str = BY_HAND,
+) -> Exercise:
+    """An :class:`~dlbook.exercises.checker.Exercise` whose backward pass is derived by hand:
+    while the student's function runs, autograd is switched off as a whole (no tensor may
+    require grad, so there is no graph and no ``grad_fn`` to call), its functions and PyTorch's
+    backward formulas (:data:`~dlbook.exercises.checker.AUTOGRAD`) raise
+    :class:`AutogradForbidden`, and so do the library functions named in ``also``. Torch
+    without autograd (tensors, ``index_add_``) stays allowed."""
+    return Exercise(
+        name,
+        cases,
+        reference,
+        mistakes,
+        forbidden=(*AUTOGRAD, *also),
+        rule=rule,
+        autograd_off=True,
+    )
 
 
 # ----------------------------------------------------------------------------- broadcasting
@@ -200,8 +170,13 @@ BROADCAST_MISTAKES = [
 ]
 
 
-BROADCAST_BACKWARD = Exercise(
-    "broadcast_backward", broadcast_cases, _torch_broadcast_backward, BROADCAST_MISTAKES
+BROADCAST_BACKWARD = by_hand(
+    "broadcast_backward",
+    broadcast_cases,
+    _torch_broadcast_backward,
+    BROADCAST_MISTAKES,
+    also=("torch.Tensor.sum_to_size", "torch.ops.aten.sum_to_size"),  # the answer in one call
+    rule="this exercise asks for the backward pass derived by hand (which axes to sum), with NumPy",
 )
 
 
@@ -209,9 +184,10 @@ def check_broadcast_backward(fn: Callable[[np.ndarray, tuple], np.ndarray]) -> C
     """Check ``fn(dout, shape) -> grad`` with ``grad.shape == shape``: the gradient of an operand
     of shape ``shape`` that was broadcast to ``dout.shape``.
 
-    The reference is ``torch.Tensor.expand`` and its autograd; autograd is off inside ``fn``.
+    The reference is ``torch.Tensor.expand`` and its autograd; autograd, and
+    ``Tensor.sum_to_size`` (the answer in one call), are off inside ``fn``.
     """
-    return BROADCAST_BACKWARD.check(numpy_only(fn, "broadcast_backward"))
+    return BROADCAST_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- embedding
@@ -285,7 +261,7 @@ EMBEDDING_MISTAKES = [
 ]
 
 
-EMBEDDING_BACKWARD = Exercise(
+EMBEDDING_BACKWARD = by_hand(
     "embedding_backward", embedding_cases, _torch_embedding_backward, EMBEDDING_MISTAKES
 )
 
@@ -298,7 +274,7 @@ def check_embedding_backward(
     The reference is ``torch.nn.functional.embedding`` and its autograd; autograd is off inside
     ``fn``.
     """
-    return EMBEDDING_BACKWARD.check(numpy_only(fn, "embedding_backward"))
+    return EMBEDDING_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- LayerNorm
@@ -411,7 +387,7 @@ LAYERNORM_MISTAKES = [
 ]
 
 
-LAYERNORM_BACKWARD = Exercise(
+LAYERNORM_BACKWARD = by_hand(
     "layernorm_backward", layernorm_cases, _torch_layernorm_backward, LAYERNORM_MISTAKES
 )
 
@@ -424,7 +400,7 @@ def check_layernorm_backward(fn: Callable[..., dict]) -> CheckReport:
     The reference is ``torch.nn.functional.layer_norm`` and its autograd (float64); autograd is
     off inside ``fn``.
     """
-    return LAYERNORM_BACKWARD.check(numpy_only(fn, "layernorm_backward"))
+    return LAYERNORM_BACKWARD.check(fn)
 
 
 # ----------------------------------------------------------------------------- BatchNorm
@@ -483,7 +459,7 @@ BATCHNORM_MISTAKES = [
 ]
 
 
-BATCHNORM_BACKWARD = Exercise(
+BATCHNORM_BACKWARD = by_hand(
     "batchnorm_backward", batchnorm_cases, _torch_batchnorm_backward, BATCHNORM_MISTAKES
 )
 
@@ -496,7 +472,7 @@ def check_batchnorm_backward(fn: Callable[..., dict]) -> CheckReport:
     The reference is ``torch.nn.functional.batch_norm(training=True)`` and its autograd
     (float64); autograd is off inside ``fn``.
     """
-    return BATCHNORM_BACKWARD.check(numpy_only(fn, "batchnorm_backward"))
+    return BATCHNORM_BACKWARD.check(fn)
 
 
 LAYER_EXERCISES = (BROADCAST_BACKWARD, EMBEDDING_BACKWARD, LAYERNORM_BACKWARD, BATCHNORM_BACKWARD)

@@ -10,9 +10,12 @@ reference, mistakes and tolerances); each chapter's module lists its own in ``EX
 
 An exercise can also switch library functions off while the student's function runs
 (:func:`switched_off`: ``torch.softmax`` in an exercise that asks for the softmax written out,
-``torch.autograd.grad`` in one that asks for a gradient derived by hand): a call raises
-:class:`ForbiddenCall`, which names the function and the exercise's rule. The references and the
-known mistakes are computed outside, so they may use what the student may not.
+``torch.ops.aten._softmax`` behind it, ``torch.autograd.grad`` in one that asks for a gradient
+derived by hand): a call raises :class:`ForbiddenCall`, which names the function and the
+exercise's rule. An exercise that asks for a backward pass by hand switches autograd off as a
+whole (``autograd_off``): no tensor may require grad, so no graph, and no ``grad_fn`` to call,
+exists (:class:`AutogradForbidden`). The references and the known mistakes are computed outside,
+so they may use what the student may not.
 
 On failure the checker raises ``AssertionError``, so a wrong reference solution fails the book's
 tests (nbval). When the student has not started (the function raises ``NotImplementedError``),
@@ -28,6 +31,7 @@ Derived in: Preface, *Teaching with this book* (exercises and checkers).
 from __future__ import annotations
 
 import copy
+import fnmatch
 import importlib
 import os
 import signal
@@ -35,7 +39,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +47,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "AUTOGRAD",
+    "AutogradForbidden",
     "Case",
     "CheckReport",
     "CheckTimeout",
@@ -89,6 +95,37 @@ class CheckTimeout(Exception):
 
 class ForbiddenCall(RuntimeError):
     """The student's function called a library function that its exercise switches off."""
+
+
+class AutogradForbidden(ForbiddenCall):
+    """The student's function used autograd in an exercise that asks for a backward pass (or a
+    Jacobian) derived by hand."""
+
+
+# Autograd's ways in, for ``forbidden``: refused by name, with AutogradForbidden. The last entry
+# is a pattern over PyTorch's operators (see ``switched_off``): the backward formulas PyTorch has
+# written, such as ``torch.ops.aten.native_layer_norm_backward`` or ``_softmax_backward_data``.
+AUTOGRAD = (
+    "torch.autograd.grad",
+    "torch.autograd.backward",
+    "torch.Tensor.backward",
+    "torch.autograd.functional.jacobian",
+    "torch.autograd.functional.vjp",
+    "torch.autograd.functional.jvp",
+    "torch.autograd.functional.hessian",
+    "torch.autograd.functional.vhp",
+    "torch.autograd.functional.hvp",
+    "torch.autograd.forward_ad.make_dual",
+    "torch.func.grad",
+    "torch.func.grad_and_value",
+    "torch.func.vjp",
+    "torch.func.jvp",
+    "torch.func.jacrev",
+    "torch.func.jacfwd",
+    "torch.func.hessian",
+    "torch.func.linearize",
+    "torch.ops.aten.*_backward*",
+)
 
 
 @dataclass
@@ -347,8 +384,60 @@ def _locate(path: str) -> tuple[Any, str]:
     raise ValueError(f"cannot find {path!r}: expected a dotted path such as 'torch.softmax'")
 
 
+def _op_name(func: Any) -> str | None:
+    """The operator name of something PyTorch implements in C++ (``"_softmax"`` for
+    ``torch.ops.aten._softmax``, its ``.default`` overload, ``torch._softmax``), else None."""
+    from torch._ops import OpOverload, OpOverloadPacket
+
+    if isinstance(func, OpOverload):
+        return func._schema.name.split("::")[-1]
+    if isinstance(func, OpOverloadPacket):
+        return func._qualified_op_name.split("::")[-1]
+    if isinstance(func, (types.BuiltinFunctionType, types.MethodDescriptorType)):
+        return func.__name__
+    return None
+
+
+def _torch_name(func: Any) -> str:
+    """How a student reaches ``func``: ``torch.ops.aten._softmax``, ``torch.Tensor.numpy``,
+    ``torch.tensor``, ``setting torch.Tensor.requires_grad``."""
+    from torch._ops import OpOverload, OpOverloadPacket
+
+    if isinstance(func, OpOverload):
+        return "torch.ops." + func._schema.name.replace("::", ".")
+    if isinstance(func, OpOverloadPacket):
+        return "torch.ops." + func._qualified_op_name.replace("::", ".")
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, types.GetSetDescriptorType):  # a property of tensors: get or set
+        verb = "setting " if func.__name__ == "__set__" else "reading "
+        return f"{verb}torch.Tensor.{owner.__name__}"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    head, _, tail = qualname.rpartition(".")
+    if head in ("TensorBase", "_TensorBase", "Tensor"):
+        return f"torch.Tensor.{tail}"
+    if head == "_VariableFunctionsClass":
+        return f"torch.{tail}"
+    module = getattr(func, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
+
+
+class _RefusingEngine:
+    """Stands in for autograd's engine (``torch.autograd.Variable._execution_engine``):
+    ``run_backward``, behind ``Tensor.backward``, ``torch.autograd.grad`` and ``torch.func``,
+    raises; everything else is the original's."""
+
+    def __init__(self, engine: Any, message: str) -> None:
+        self._engine, self._message = engine, message
+
+    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
+        raise AutogradForbidden(self._message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
 @contextmanager
-def switched_off(paths: Sequence[str], rule: str):
+def switched_off(paths: Sequence[str], rule: str, *, autograd_off: bool = False):
     """Make the library functions named by ``paths`` raise :class:`ForbiddenCall` inside the block.
 
     ``paths`` are dotted names (``"torch.softmax"``, ``"torch.Tensor.softmax"``,
@@ -360,24 +449,53 @@ def switched_off(paths: Sequence[str], rule: str):
     softmax_jacobian``) raises too. And while the block runs a ``TorchFunctionMode`` refuses the
     original function however it is reached (an alias, a method, another library function that
     calls it), for the functions that take part in PyTorch's ``__torch_function__`` protocol
-    (most of ``torch``, not ``torch.func``). Everything is put back on the way out, whatever
-    happened inside (an exception, a time-out).
+    (most of ``torch``, and ``torch.ops``, but not ``torch.func``).
+
+    A path ``"torch.ops.aten.NAME"`` names one of PyTorch's operators, and NAME may be a pattern
+    (``"torch.ops.aten.*_backward*"``): the mode refuses every call of an operator of that name
+    the student's code makes, through ``torch.ops.aten.NAME``, its overloads (``.default``),
+    ``torch.NAME`` or ``Tensor.NAME`` (the library's own calls inside an allowed function are
+    not seen, so ``torch.softmax`` may run ``aten._softmax`` when only the operator is refused).
+    The paths of :data:`AUTOGRAD` raise :class:`AutogradForbidden`.
+
+    With ``autograd_off`` autograd is switched off as a whole: any call that gives or is given a
+    tensor that requires grad (``torch.tensor(..., requires_grad=True)``, ``requires_grad_()``,
+    setting ``requires_grad``, ops on an ``nn.Parameter``) raises :class:`AutogradForbidden`,
+    and so does autograd's engine; without such a tensor there is no graph, so no ``grad_fn`` to
+    call by hand either.
+
+    Everything is put back on the way out, whatever happened inside (an exception, a time-out).
     """
-    if not paths:
+    if not paths and not autograd_off:
         yield
         return
+    import torch
+    from torch.autograd.variable import Variable
     from torch.overrides import TorchFunctionMode
 
-    def refuser(label: str) -> Callable[..., Any]:
+    def error(path: str) -> type[ForbiddenCall]:
+        return AutogradForbidden if path in AUTOGRAD else ForbiddenCall
+
+    def refuser(label: str, path: str) -> Callable[..., Any]:
         def refused(*args: Any, **kwargs: Any) -> Any:
-            raise ForbiddenCall(f"{rule}: {label} is switched off while your function runs")
+            raise error(path)(f"{rule}: {label} is switched off while your function runs")
 
         return refused
 
     patches: list[tuple[Any, str, str]] = []  # (owner, attribute, the path the student sees)
     recode: list[tuple[types.FunctionType, str]] = []  # Python functions, whose code is swapped
     originals: dict[Any, str] = {}  # the functions themselves, for the TorchFunctionMode
+    operators: list[tuple[str, str]] = []  # (pattern over operator names, its path)
     for path in paths:
+        if path.startswith("torch.ops."):
+            namespace, _, pattern = path[len("torch.ops.") :].partition(".")
+            exact = not any(c in pattern for c in "*?[")
+            if not pattern or (exact and not hasattr(getattr(torch.ops, namespace), pattern)):
+                raise ValueError(
+                    f"cannot find {path!r}: expected an operator such as 'torch.ops.aten._softmax'"
+                )
+            operators.append((pattern, path))
+            continue
         owner, name = _locate(path)
         target = getattr(owner, name)
         if isinstance(target, type):  # a class: constructing it or calling an instance raises
@@ -388,6 +506,11 @@ def switched_off(paths: Sequence[str], rule: str):
             recode.append((target, path))
         with suppress(TypeError):  # an unhashable callable: the attribute alone must do
             originals[target] = path
+    no_graph = (
+        f"{rule}: autograd is switched off while your function runs, and {{}} made or was "
+        "given a tensor that requires grad (requires_grad=True, requires_grad_(), an "
+        "nn.Parameter), the start of an autograd graph"
+    )
 
     class Refuse(TorchFunctionMode):
         def __torch_function__(self, func, kinds, args=(), kwargs=None):
@@ -396,23 +519,41 @@ def switched_off(paths: Sequence[str], rule: str):
             except TypeError:
                 label = None
             if label is not None:
-                refuser(label)()
-            return func(*args, **(kwargs or {}))
+                refuser(label, label)()
+            name = _op_name(func) if operators else None
+            for pattern, path in operators if name is not None else ():
+                if fnmatch.fnmatchcase(name, pattern):
+                    refuser(_torch_name(func), path)()
+            out = func(*args, **(kwargs or {}))
+            if autograd_off and any(
+                isinstance(t, torch.Tensor) and t.requires_grad
+                for t in _leaves((args, kwargs, out))
+            ):
+                raise AutogradForbidden(no_graph.format(_torch_name(func)))
+            return out
 
     done: list[tuple[Any, str, Any]] = []  # (owner, attribute, what was there; _MISSING: nothing)
     swapped: list[tuple[types.FunctionType, types.CodeType]] = []  # (function, its own code)
+    engine = Variable.__dict__["_execution_engine"]
     try:
         for owner, name, path in patches:
             done.append((owner, name, vars(owner).get(name, _MISSING)))
-            setattr(owner, name, refuser(path))
+            setattr(owner, name, refuser(path, path))
         for function, path in recode:
             swapped.append((function, function.__code__))
             function.__code__ = _refusing_code(
-                f"{rule}: {path} is switched off while your function runs"
+                f"{rule}: {path} is switched off while your function runs", error(path).__name__
+            )
+        if autograd_off:
+            Variable._execution_engine = _RefusingEngine(
+                engine,
+                f"{rule}: autograd (torch.autograd.Variable._execution_engine.run_backward) is "
+                "switched off while your function runs",
             )
         with Refuse():
             yield
     finally:
+        Variable._execution_engine = engine
         for function, code in reversed(swapped):
             function.__code__ = code
         for owner, name, before in reversed(done):
@@ -422,16 +563,28 @@ def switched_off(paths: Sequence[str], rule: str):
                 setattr(owner, name, before)
 
 
-def _refusing_code(message: str) -> types.CodeType:
-    """The code of a function that raises ``ForbiddenCall(message)`` whatever its arguments.
+def _leaves(obj: Any) -> Iterator[Any]:
+    """The objects inside nested lists, tuples and dicts (a call's arguments or result)."""
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _leaves(item)
+    else:
+        yield obj
+
+
+def _refusing_code(message: str, error: str = "ForbiddenCall") -> types.CodeType:
+    """The code of a function that raises ``error(message)`` whatever its arguments (``error``
+    the name of :class:`ForbiddenCall` or of a subclass in this module).
 
     It becomes another function's ``__code__`` and runs with that function's globals, so it
-    imports :class:`ForbiddenCall` rather than naming it; compiled under this file's name, so
+    imports the error class rather than naming it; compiled under this file's name, so
     that the traceback's last frame outside dlbook is the student's call.
     """
     source = (
         "def refused(*args, **kwargs):\n"
-        f"    raise __import__({__name__!r}, fromlist=['_']).ForbiddenCall({message!r})\n"
+        f"    raise getattr(__import__({__name__!r}, fromlist=['_']), {error!r})({message!r})\n"
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, __file__, "exec"), namespace)
@@ -470,6 +623,7 @@ def check(
     forbidden: Sequence[str] = (),
     rule: str = "this exercise asks you to write it yourself",
     guard: Callable[[Case], AbstractContextManager] | None = None,
+    autograd_off: bool = False,
 ) -> CheckReport:
     """Run ``fn`` on each case, compare with the reference, print specific feedback.
 
@@ -486,6 +640,8 @@ def check(
         forbidden: dotted names of library functions switched off while ``fn`` runs (see
             :func:`switched_off`); ``rule`` is what the error says the exercise asks for. The
             reference and the mistakes run outside, with everything switched on.
+        autograd_off: switch autograd off as a whole while ``fn`` runs (see
+            :func:`switched_off`).
         guard: given a case, a context manager entered around ``fn``'s call on it, which may
             raise :class:`ForbiddenCall` to refuse *how* the answer is computed (e.g. a tensor
             too large for the exercise's rules).
@@ -523,7 +679,11 @@ def check(
         start = time.perf_counter()
         try:
             guarded = guard(case) if guard is not None else nullcontext()
-            with switched_off(forbidden, rule), guarded, _time_limit(timeout_s):
+            with (
+                switched_off(forbidden, rule, autograd_off=autograd_off),
+                guarded,
+                _time_limit(timeout_s),
+            ):
                 got = _call(fn, case)
         except NotImplementedError:
             emit(
@@ -586,8 +746,9 @@ class Exercise:
     case that does not carry one. Each mistake's ``wrong`` takes a case's arguments, as the
     checked function does. ``rtol`` and ``atol`` are the tolerances of every comparison.
     ``forbidden`` names the library functions switched off while the student's function runs,
-    ``rule`` says why (see :func:`switched_off`), and ``guard`` may refuse how an answer is
-    computed (see :func:`check`).
+    ``rule`` says why, ``autograd_off`` switches autograd off as a whole (see
+    :func:`switched_off`), and ``guard`` may refuse how an answer is computed (see
+    :func:`check`).
     """
 
     name: str
@@ -600,6 +761,7 @@ class Exercise:
     forbidden: tuple[str, ...] = ()
     rule: str = "this exercise asks you to write it yourself"
     guard: Callable[[Case], AbstractContextManager] | None = None
+    autograd_off: bool = False
 
     def check(self, fn: Callable[..., Any], *, title: str | None = None) -> CheckReport:
         """Run :func:`check` on ``fn(*case.args)`` with this exercise's cases, reference,
@@ -617,4 +779,5 @@ class Exercise:
             forbidden=self.forbidden,
             rule=self.rule,
             guard=self.guard,
+            autograd_off=self.autograd_off,
         )

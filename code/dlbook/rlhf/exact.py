@@ -21,6 +21,7 @@ Derived in: Chapter 6, *From GPT to an assistant*.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -134,8 +135,10 @@ def _check_logps(**logps: torch.Tensor) -> None:
             raise ValueError(
                 f"{name} must be a vector of log-probabilities (N,), got {tuple(lp.shape)}"
             )
+        if torch.isnan(lp).any():
+            raise ValueError(f"{name} holds NaN")
         total = torch.logsumexp(lp.double(), 0).item()
-        if abs(total) > 1e-6:
+        if not abs(total) <= 1e-6:
             raise ValueError(f"{name} must be normalised: logsumexp is {total:.3g}, not 0")
 
 
@@ -184,7 +187,9 @@ def best_of_n(ref_logp: torch.Tensor, reward: torch.Tensor, n: int) -> torch.Ten
     cdf = mass.cumsum(0).clamp(max=1.0)
     below = torch.cat([cdf.new_zeros(1), cdf[:-1]])
     share = cdf**n - below**n  # P(the best reward is this level)
-    out = p * (share / mass)[inverse]
+    # a level the reference never reaches (mass 0) is never the best: probability 0, not 0/0
+    per_mass = torch.where(mass > 0, share / mass.clamp(min=1e-300), torch.zeros_like(mass))
+    out = p * per_mass[inverse]
     return torch.log(out).to(ref_logp.dtype)
 
 
@@ -289,6 +294,7 @@ class PPOHistory:
     kl_to_ref: list[float] = field(default_factory=list)  # KL(pi || pi_ref)
     reward: list[float] = field(default_factory=list)  # E_pi[r]
     objective: list[float] = field(default_factory=list)  # E_pi[r] - beta KL(pi || pi_ref)
+    extra: list[float] = field(default_factory=list)  # what `track` returned, if given
 
 
 def rlhf_ppo(
@@ -304,6 +310,7 @@ def rlhf_ppo(
     lam: float = 0.95,
     clip: float = 0.2,
     generator: torch.Generator,
+    track: Callable[[torch.Tensor], float] | None = None,
     progress: bool = False,
 ) -> PPOHistory:
     """RLHF with PPO on the tiny language: tokens are actions, the prefix is the state.
@@ -312,7 +319,9 @@ def rlhf_ppo(
     :func:`~dlbook.rlhf.losses.kl_shaped_rewards` (``-beta`` times the log-ratio at every token,
     ``r(y)`` added at the last), estimates advantages with Chapter 5's GAE (``gamma = 1``; the
     value of a prefix is a table, the "value head"), and takes ``epochs`` full-batch Adam steps
-    on the clipped loss plus the value loss. ``policy`` is trained in place.
+    on the clipped loss plus the value loss. ``policy`` is trained in place. ``track``, given the
+    policy's ``(N,)`` log-probabilities, returns a number recorded in ``history.extra`` at every
+    iteration (e.g. a score the reward stands in for).
     """
     lang = policy.lang
     if reward.shape != (len(lang),):
@@ -341,6 +350,8 @@ def rlhf_ppo(
             hist.kl_to_ref.append(kl(logp_all, ref_all).item())
             hist.reward.append((logp_all.exp() * reward).sum().item())
             hist.objective.append(hist.reward[-1] - beta * hist.kl_to_ref[-1])
+            if track is not None:
+                hist.extra.append(float(track(logp_all)))
             seqs = policy.sample(batch, generator)
             old = policy.token_logprobs(seqs)
             rew = kl_shaped_rewards(
@@ -374,4 +385,6 @@ def rlhf_ppo(
         hist.kl_to_ref.append(kl(logp_all, ref_all).item())
         hist.reward.append((logp_all.exp() * reward).sum().item())
         hist.objective.append(hist.reward[-1] - beta * hist.kl_to_ref[-1])
+        if track is not None:
+            hist.extra.append(float(track(logp_all)))
     return hist

@@ -11,10 +11,15 @@ The pieces of :mod:`dlbook.rlhf.exact`, for a language model that cannot be enum
 - :func:`sample_responses`: responses drawn by Chapter 3's :func:`~dlbook.gpt.generate`;
 - :func:`reward_model_step` and :func:`dpo_step`: one optimiser step of the Bradley-Terry loss and
   of the DPO loss on a batch of preference pairs;
-- :func:`rlhf_ppo_lm`: RLHF with PPO, tokens as actions (Chapter 5's GAE and clipped loss).
+- :func:`rlhf_ppo_lm`: RLHF with PPO, tokens as actions (Chapter 5's GAE and clipped loss);
+- :func:`pretrain`: Chapter 3's training loop, the reference the chapter's notebooks start from.
 
 Sequences are ``(B, P + n)`` token ids: a prompt of ``P`` tokens, then a response of ``n``; every
-prompt of a batch has the same length ``P``.
+prompt of a batch has the same length ``P`` and every response has ``n`` tokens (no end-of-text
+token, no padding: a real assistant's responses end at an end token, and their masks, as in
+:mod:`dlbook.rlhf.losses`, then differ from row to row). The models must have no dropout
+(``GPTConfig.dropout = 0``): PPO's ratio and the KL penalty compare log-probabilities computed in
+different passes, which dropout would make differ by noise.
 
 Derived in: Chapter 6, *RLHF with PPO*.
 """
@@ -27,8 +32,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dlbook.gpt.model import GPT
+from dlbook.gpt.model import GPT, GPTConfig
 from dlbook.gpt.sample import generate
+from dlbook.gpt.train import configure_optimizer, cosine_lr, get_batch, train_step
 from dlbook.rl.pg import gae
 from dlbook.rl.ppo import ppo_clip_loss
 from dlbook.rlhf.losses import bradley_terry_loss, dpo_loss, kl_shaped_rewards, token_logprobs
@@ -39,11 +45,39 @@ __all__ = [
     "ScalarHead",
     "dpo_step",
     "hidden_states",
+    "pretrain",
     "response_logprobs",
+    "response_values",
     "reward_model_step",
     "rlhf_ppo_lm",
     "sample_responses",
 ]
+
+
+def pretrain(
+    config: GPTConfig,
+    data: torch.Tensor,
+    steps: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    max_lr: float = 3e-3,
+) -> GPT:
+    """A GPT trained on the 1-D token tensor ``data`` as in Chapter 3 (AdamW, weight decay 0.1,
+    cosine schedule with 50 warm-up steps, a progress bar), returned in eval mode."""
+    from dlbook.train import train_loop
+
+    model = GPT(config).to(device)
+    optimizer = configure_optimizer(model, lr=max_lr, weight_decay=0.1)
+
+    def step_fn(step: int) -> float:
+        x, y = get_batch(data, batch_size, config.block_size, device=device, generator=generator)
+        lr = cosine_lr(step, max_lr=max_lr, min_lr=max_lr / 10, warmup=50, total=steps)
+        return train_step(model, optimizer, x, y, lr=lr)
+
+    train_loop(step_fn, steps, log_every=20, progress="bar", desc="pretraining")
+    return model.eval()
 
 
 def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
@@ -94,6 +128,26 @@ def _check_seqs(seqs: torch.Tensor, prompt_len: int) -> None:
             f"expected (B, P + n) sequences with 1 <= P < P + n, got shape {tuple(seqs.shape)} "
             f"and prompt_len={prompt_len}"
         )
+
+
+def _no_dropout(**models: nn.Module) -> None:
+    for name, m in models.items():
+        body = m.body if isinstance(m, ScalarHead) else m
+        if body.config.dropout > 0:
+            raise ValueError(
+                f"{name} has dropout {body.config.dropout}: log-probabilities from different "
+                "passes would differ by dropout noise; fine-tune a copy with dropout 0"
+            )
+
+
+def response_values(critic: ScalarHead, seqs: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """The value of the state before each response token: ``(B, n)``.
+
+    The state before response token ``t`` is the prompt and the response's first ``t`` tokens,
+    whose last position is ``P + t - 1``: so ``critic(seqs)[:, P - 1 : -1]``.
+    """
+    _check_seqs(seqs, prompt_len)
+    return critic(seqs)[:, prompt_len - 1 : -1]
 
 
 def response_logprobs(model: GPT, seqs: torch.Tensor, prompt_len: int) -> torch.Tensor:
@@ -155,6 +209,7 @@ def dpo_step(
         raise ValueError(
             f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)} differ"
         )
+    _no_dropout(policy=policy, ref=ref)
     with torch.no_grad():
         ref_c = response_logprobs(ref, chosen, prompt_len).sum(-1)
         ref_r = response_logprobs(ref, rejected, prompt_len).sum(-1)
@@ -227,6 +282,7 @@ def rlhf_ppo_lm(
     PPO's clipped loss (policy) and the squared error to the returns (critic).
     """
     c = config
+    _no_dropout(policy=policy, ref=ref, critic=critic)
     p_opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
     v_opt = torch.optim.Adam(critic.parameters(), lr=c.value_lr)
     hist = LMPPOHistory()
@@ -245,7 +301,7 @@ def rlhf_ppo_lm(
             score = reward_fn(seqs).to(old.dtype)
             mask = torch.ones_like(old)
             rewards = kl_shaped_rewards(old, ref_lp, score, mask, c.beta)
-            values = critic(seqs)[:, P - 1 : -1]  # the state before each response token
+            values = response_values(critic, seqs, P)
             next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
             done = torch.zeros_like(old, dtype=torch.bool)
             done[:, -1] = True
@@ -265,7 +321,7 @@ def rlhf_ppo_lm(
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
             p_opt.step()
-            v_loss = ((critic(seqs)[:, P - 1 : -1] - ret) ** 2).mean()
+            v_loss = ((response_values(critic, seqs, P) - ret) ** 2).mean()
             v_opt.zero_grad()
             v_loss.backward()
             nn.utils.clip_grad_norm_(critic.parameters(), c.max_grad_norm)
