@@ -338,20 +338,26 @@ def rlhf_ppo(
     T = lang.length
     done = torch.zeros(T, batch, dtype=torch.bool)
     done[-1] = True  # a sequence ends after its last token
+
+    @torch.no_grad()
+    def record() -> None:
+        """The exact values of the policy now, appended to the history."""
+        logp_all = policy.logprobs()
+        hist.kl_to_optimum.append(math.nan if target is None else kl(logp_all, target).item())
+        hist.kl_to_ref.append(kl(logp_all, ref_all).item())
+        hist.reward.append((logp_all.exp() * reward).sum().item())
+        hist.objective.append(hist.reward[-1] - beta * hist.kl_to_ref[-1])
+        if track is not None:
+            hist.extra.append(float(track(logp_all)))
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=iterations, desc="RLHF-PPO")
     for _ in range(iterations):
+        record()
         with torch.no_grad():
-            logp_all = policy.logprobs()
-            hist.kl_to_optimum.append(math.nan if target is None else kl(logp_all, target).item())
-            hist.kl_to_ref.append(kl(logp_all, ref_all).item())
-            hist.reward.append((logp_all.exp() * reward).sum().item())
-            hist.objective.append(hist.reward[-1] - beta * hist.kl_to_ref[-1])
-            if track is not None:
-                hist.extra.append(float(track(logp_all)))
             seqs = policy.sample(batch, generator)
             old = policy.token_logprobs(seqs)
             rew = kl_shaped_rewards(
@@ -379,12 +385,5 @@ def rlhf_ppo(
             bar.update()
     if bar is not None:
         bar.close()
-    with torch.no_grad():
-        logp_all = policy.logprobs()
-        hist.kl_to_optimum.append(math.nan if target is None else kl(logp_all, target).item())
-        hist.kl_to_ref.append(kl(logp_all, ref_all).item())
-        hist.reward.append((logp_all.exp() * reward).sum().item())
-        hist.objective.append(hist.reward[-1] - beta * hist.kl_to_ref[-1])
-        if track is not None:
-            hist.extra.append(float(track(logp_all)))
+    record()
     return hist
