@@ -14,9 +14,11 @@ target 1.50. Each fast path is timed against the plain path (the explicit attent
 - *+ bf16*: autocast to bfloat16 on CUDA (what ``dlbook.gpt.train_step`` does there);
 - *+ compile*: ``torch.compile`` of the model.
 
-Model FLOPs per token are ``6 N + 12 L T d`` (Kaplan et al., 2020; nanoGPT's ``estimate_mfu``),
-with ``N`` the parameters without the position embeddings (the tied token matrix is the output
-projection, and counts). MFU divides the achieved FLOP/s by the
+Model FLOPs per token are ``6 N + 12 L T d``, the form of PaLM's appendix B (Chowdhery et al.,
+2022) and of nanoGPT's ``estimate_mfu``: attention's two products counted over the full ``T x T``
+square. (Kaplan et al., 2020, count ``6 N + 6 L T d`` with ``N`` the non-embedding parameters.)
+``N`` is the parameters without the position embeddings, as nanoGPT's ``get_num_params`` (the
+tied token matrix is the output projection, and counts). MFU divides the achieved FLOP/s by the
 GPU's dense bf16 peak; on a CPU the achieved GFLOP/s are reported instead.
 
 *dlbook vs reference*: ``dlbook.gpt.train_step`` on ``dlbook.gpt.GPT`` is timed against a plain
@@ -376,7 +378,8 @@ def main(argv=None) -> None:
         settings = SETTINGS[name]
         cfg = gpt.GPTConfig(**settings["config"])
         # N: every parameter but the position embeddings (the tied token matrix does the output
-        # projection's work, so it counts), as nanoGPT's estimate_mfu
+        # projection's work, so it counts), as nanoGPT's estimate_mfu; the attention term 12LTd
+        # is PaLM's (appendix B) and nanoGPT's, not Kaplan et al.'s 6LTd
         n_params = gpt.GPT(cfg).num_params() - cfg.block_size * cfg.n_embd
         T, L, d = cfg.block_size, cfg.n_layer, cfg.n_embd
         flops_per_token = 6 * n_params + 12 * L * T * d
@@ -451,7 +454,8 @@ def main(argv=None) -> None:
         [compare],
     )
     notes = (
-        f"FLOPs per token 6N + 12LTd. Device peak used for MFU: "
+        "FLOPs per token 6N + 12LTd (PaLM appendix B, nanoGPT's estimate_mfu). "
+        "Device peak used for MFU: "
         f"{f'{peak / 1e12:.0f} TFLOP/s bf16' if peak else 'none (CPU)'} ({device_name(device)}). "
         "Targets: H100 val <= 1.47 in <= 90 s, MFU >= 30%; CPU val <= 2.0 within the 4-minute "
         "notebook budget. dlbook / reference: `gpt.train_step` on `dlbook.gpt.GPT` against a "

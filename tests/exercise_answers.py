@@ -1267,7 +1267,9 @@ def returns_no_reset(rewards, dones, gamma):
 
 
 def gae_right(rewards, values, next_values, dones, gamma, lam):
-    col = [torch.tensor(x)[:, None] for x in (rewards, values, next_values, dones, dones)]
+    # next_values is already 0 after a termination: nothing for rl.gae to zero (terminated False)
+    never = np.zeros_like(dones)
+    col = [torch.tensor(x)[:, None] for x in (rewards, values, next_values, never, dones)]
     return rl.gae(*col, gamma, lam)[0][:, 0].numpy()
 
 

@@ -153,6 +153,50 @@ def test_saturating_gradient_vanishes_where_the_nonsaturating_one_does_not():
     assert abs(g_ns.item()) > 1000 * abs(g_sat.item())
 
 
+def _generator_loss_gradients_at_dstar(theta0: torch.Tensor, p_data: torch.Tensor):
+    """Gradients at theta0 of E_{p_theta}[loss(D*_0)] for both generator losses, D*_0 frozen,
+    for the discrete generator p_theta = softmax(theta); the expectation is an exact sum."""
+    theta = theta0.clone().requires_grad_(True)
+    p_theta = torch.softmax(theta, 0)
+    d_star = gan.optimal_discriminator(p_data, torch.softmax(theta0, 0))  # frozen: no graph
+    logits = torch.log(d_star) - torch.log1p(-d_star)
+    grads = {}
+    for kind in gan.GENERATOR_LOSSES:
+        # generator_loss averages over a batch; here each point is weighted by p_theta instead
+        terms = torch.stack(
+            [gan.generator_loss(logits[i : i + 1], kind) for i in range(len(logits))]
+        )
+        (grads[kind],) = torch.autograd.grad((p_theta * terms).sum(), theta, retain_graph=True)
+    return grads
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return (p * torch.log(p / q)).sum()
+
+
+def _jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    m = (p + q) / 2
+    return 0.5 * _kl(p, m) + 0.5 * _kl(q, m)
+
+
+def test_generator_losses_at_dstar_descend_2jsd_and_reverse_kl_minus_2jsd():
+    # Chapter 4, eq. gan-ns-kl (Arjovsky & Bottou 2017): with D* of the current generator held
+    # fixed, the saturating loss has the gradient of 2 JSD, the non-saturating one that of
+    # KL(p_g || p_data) - 2 JSD; checked on a discrete family against autograd of the formulas.
+    torch.manual_seed(0)
+    p_data = torch.softmax(torch.randn(5, dtype=torch.float64), 0)
+    for _ in range(3):
+        theta0 = torch.randn(5, dtype=torch.float64)
+        grads = _generator_loss_gradients_at_dstar(theta0, p_data)
+        theta = theta0.clone().requires_grad_(True)
+        p_theta = torch.softmax(theta, 0)
+        (g_jsd,) = torch.autograd.grad(2 * _jsd(p_data, p_theta), theta, retain_graph=True)
+        (g_ns,) = torch.autograd.grad(_kl(p_theta, p_data) - 2 * _jsd(p_data, p_theta), theta)
+        assert torch.allclose(grads["saturating"], g_jsd, atol=1e-12)
+        assert torch.allclose(grads["nonsaturating"], g_ns, atol=1e-12)
+        assert not torch.allclose(grads["nonsaturating"], g_jsd, atol=1e-3)  # a different criterion
+
+
 def test_losses_reject_bad_input():
     with pytest.raises(ValueError, match="kind must be one of"):
         gan.generator_loss(torch.zeros(3), "wasserstein")

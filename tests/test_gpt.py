@@ -245,6 +245,23 @@ def test_top_k_keeps_k_tokens():
     torch.testing.assert_close(p.sum(dim=1), torch.ones(5))
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_top_k_keeps_exactly_k_with_ties_broken_by_index(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randint(0, 3, (4, 12), generator=g).double()  # many ties
+    for k in range(1, 13):
+        filtered = gpt.top_k_filter(logits, k)
+        p = torch.softmax(filtered, -1)
+        for row, kept in zip(logits.tolist(), torch.isfinite(filtered)):
+            # reference: rank by value, then by index, and take the first k
+            ranked = sorted(range(12), key=lambda i: (-row[i], i))
+            assert set(torch.nonzero(kept).flatten().tolist()) == set(ranked[:k])
+        entropy = -(p * p.clamp_min(1e-300).log()).sum(-1)
+        assert torch.all(entropy <= math.log(k) + 1e-12)
+    tied = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0]])
+    assert torch.isfinite(gpt.top_k_filter(tied, 2)).tolist() == [[False, True, True, False, False]]
+
+
 def _nucleus_by_enumeration(probs: list[float], p: float) -> set[int]:
     """The smallest set of tokens whose probability is >= p (largest mass among the smallest)."""
     n = len(probs)
@@ -602,6 +619,15 @@ def test_greedy_generation_equals_the_definition_past_the_context(use_cache):
 # Every public name of dlbook.gpt when it was one file: notebooks, tests and benchmarks use them.
 PUBLIC_NAMES = [
     "AUTOCAST_ENV",
+    "BERT_SHAPES",
+    "GPT_SHAPES",
+    "bert_param_count",
+    "decode_bpe",
+    "encode_bpe",
+    "gpt_shape_param_count",
+    "token_bytes",
+    "train_bpe",
+    "training_flops",
     "Block",
     "CausalSelfAttention",
     "GPT",
@@ -634,6 +660,8 @@ def test_every_public_name_of_the_package_still_resolves():
         "dlbook.gpt.model",
         "dlbook.gpt.sample",
         "dlbook.gpt.train",
+        "dlbook.gpt.bpe",
+        "dlbook.gpt.shapes",
         "dlbook.checkpoint",
     }
     for name in PUBLIC_NAMES:

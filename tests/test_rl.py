@@ -60,8 +60,25 @@ def test_cartpole_matches_gymnasium_step_for_step():
             fresh = torch.tensor(np.array([e.unwrapped.state for e in envs]), dtype=torch.float64)
             ours.state = torch.where(torch.as_tensor(done)[:, None], fresh, ours.state)
             ours.steps = torch.where(torch.as_tensor(done), 0, ours.steps)
-    assert worst <= 1e-6, f"largest state difference {worst:.2e}"
+    assert worst == 0.0, f"largest state difference {worst:.2e}"
     assert episodes_ended > 50 and truncations > 0  # both kinds of episode end were compared
+
+
+def test_cartpole_fall_on_the_last_step_is_terminated_and_truncated_as_in_gymnasium():
+    """gymnasium's TimeLimit sets truncated at the limit even when the step also terminates."""
+    falling = np.array([0.0, 0.0, 0.2094, 2.0])  # falls on the next step
+    g = _gym_cartpole()
+    g.reset(seed=0)
+    g.unwrapped.state = falling.copy()
+    g._elapsed_steps = 499
+    _, _, g_term, g_trunc, _ = g.step(0)
+    env = rl.CartPole(2, device="cpu", dtype=torch.float64)
+    env.reset()
+    env.state = torch.tensor(np.stack([falling, np.zeros(4)]))
+    env.steps[:] = torch.tensor([499, 10])
+    _, _, term, trunc = env.step(torch.tensor([0, 0]), autoreset=False)
+    assert (g_term, g_trunc) == (True, True)
+    assert term.tolist() == [True, False] and trunc.tolist() == [True, False]
 
 
 def test_cartpole_float32_one_step_agrees_with_float64():
@@ -383,6 +400,45 @@ def test_ppo_config_has_cleanrls_names_and_checks_them():
         rl.PPOConfig(learning_rate=0.0)
 
 
+def test_ppo_diagnostics_against_exact_kl_and_a_count():
+    """approx_kl is an unbiased estimate of KL(old || new) for actions drawn from the old policy;
+    the clip fraction counts the ratios outside [1 - clip, 1 + clip]."""
+    gen = torch.Generator().manual_seed(0)
+    old = torch.distributions.Categorical(
+        logits=torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    )
+    new = torch.distributions.Categorical(logits=torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
+    a = torch.multinomial(old.probs, 400_000, replacement=True, generator=gen)
+    frac, kl = rl.ppo_diagnostics(new.log_prob(a), old.log_prob(a), clip=0.2)
+    exact = torch.distributions.kl_divergence(old, new)
+    assert abs(kl - exact) < 0.05 * exact  # 0.02 would be many standard errors; 5% is loose
+    ratio = (new.probs / old.probs)[a]
+    assert frac == ((ratio < 0.8) | (ratio > 1.2)).double().mean()
+    assert 0.0 < frac < 1.0  # the chosen policies clip some actions and not others
+    # hand-computed: ratios 1, e^0.5, e^-0.1
+    lp_new, lp_old = torch.tensor([0.0, 0.5, -0.1]), torch.zeros(3)
+    frac, kl = rl.ppo_diagnostics(lp_new, lp_old, clip=0.2)
+    r = torch.tensor([1.0, np.exp(0.5), np.exp(-0.1)])
+    assert frac == pytest.approx(1 / 3)
+    assert kl == pytest.approx(float(((r - 1) - torch.log(r)).mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        rl.ppo_diagnostics(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="clip"):
+        rl.ppo_diagnostics(torch.zeros(3), torch.zeros(3), clip=0.0)
+
+
+def test_explained_variance():
+    y = torch.tensor([1.0, 2.0, 4.0, 7.0])
+    assert rl.explained_variance(y, y) == 1.0
+    assert rl.explained_variance(torch.full_like(y, float(y.mean())), y) == pytest.approx(0.0)
+    pred = torch.tensor([1.5, 1.5, 5.0, 6.0])
+    expected = 1 - np.var((y - pred).numpy()) / np.var(y.numpy())
+    assert rl.explained_variance(pred, y) == pytest.approx(expected, rel=1e-6)
+    assert np.isnan(rl.explained_variance(y, torch.ones(4)))
+    with pytest.raises(ValueError, match="1-d"):
+        rl.explained_variance(y, y[:3])
+
+
 # ----------------------------------------------------------------------------- training
 # The claim that PPO solves CartPole (a mean of at least 475 over 100 fresh gymnasium episodes,
 # after training until the greedy policy averages 490) is checked once per CI run, by the
@@ -486,6 +542,53 @@ def test_ppo_records_at_environment_steps_and_stops_early(one_thread):
     actor = full.model.actor
     assert actor[0].in_features == rl.CartPole.observation_size
     assert actor[-1].out_features == rl.CartPole.num_actions
+
+
+def test_ppo_records_its_diagnostics_every_update(one_thread):
+    run = _short_ppo(eval_every=0)
+    batch = SHORT_PPO.batch_size
+    for key in ("clipfrac", "approx_kl", "entropy", "explained_variance", "cut_offs"):
+        assert list(run.history.steps(key)) == [batch, 2 * batch, 3 * batch], key
+        assert np.isfinite(run.history.values(key)).all(), key
+    clipfrac, kl, entropy = (run.history.values(k) for k in ("clipfrac", "approx_kl", "entropy"))
+    assert ((clipfrac >= 0) & (clipfrac <= 1)).all() and (kl >= 0).all()
+    assert kl.max() > 0  # the policy did move
+    assert abs(entropy[0] - np.log(2)) < 0.01  # the initial policy is nearly uniform
+    assert (run.history.values("explained_variance") <= 1).all()
+
+
+def test_ppo_bootstrap_truncated_changes_only_runs_with_cut_offs(one_thread, monkeypatch):
+    """With a time limit of 10 steps, every episode that survives is cut: bootstrapping or not
+    changes the run. With no cut-off in reach, the flag changes nothing."""
+    import functools
+
+    import dlbook.rl.ppo as ppo_module
+
+    def run_cut_offs(max_steps):
+        monkeypatch.setattr(
+            ppo_module, "CartPole", functools.partial(rl.CartPole, max_steps=max_steps)
+        )
+        run = rl.train_ppo(SHORT_PPO, eval_every=0, progress="off", device="cpu")
+        return run.history.values("cut_offs").sum()
+
+    def runs(max_steps):
+        monkeypatch.setattr(
+            ppo_module, "CartPole", functools.partial(rl.CartPole, max_steps=max_steps)
+        )
+        return [
+            rl.train_ppo(
+                rl.PPOConfig(**{**SHORT_PPO.__dict__, "bootstrap_truncated": flag}),
+                eval_every=0,
+                progress="off",
+                device="cpu",
+            ).history.series["explained_variance"]
+            for flag in (True, False)
+        ]
+
+    with_cuts, without = runs(10), runs(10_000)
+    assert run_cut_offs(10) > 0 and run_cut_offs(10_000) == 0
+    assert with_cuts[0] != with_cuts[1]
+    assert without[0] == without[1]
 
 
 @pytest.mark.gpu

@@ -228,8 +228,25 @@ def _gae_cases() -> list[Case]:
         rewards, dones, gamma = case.args
         T = len(rewards)
         values, next_values = rng.normal(size=T), rng.normal(size=T)
-        next_values = np.where(dones, 0.0, next_values)  # nothing after a termination
+        # an episode end is a termination (nothing after it: V = 0) or, with probability 1/2, a
+        # truncation (the critic's value of the final state is bootstrapped)
+        truncated = dones & (rng.random(T) < 0.5)
+        next_values = np.where(dones & ~truncated, 0.0, next_values)
         cases.append(Case(args=(rewards, values, next_values, dones, gamma, 0.8), name=case.name))
+    # truncations for certain, and lam = 1: the return to the end of each episode, plus the
+    # bootstrapped value where it was cut, minus V(s_t)  (eq. rl-gae-lambda-one)
+    T = 10
+    dones = np.zeros(T, dtype=bool)
+    dones[[3, 6, 9]] = True
+    next_values = rng.normal(size=T)
+    next_values[6] = 0.0  # the episode of steps 4..6 terminated; 0..3 and 7..9 were truncated
+    for lam in (0.8, 1.0):
+        cases.append(
+            Case(
+                args=(rng.normal(size=T), rng.normal(size=T), next_values, dones, 0.9, lam),
+                name=f"truncated episodes, lam = {lam}",
+            )
+        )
     return cases
 
 
@@ -239,8 +256,10 @@ def _gae_direct(rewards, values, next_values, dones, gamma, lam):
     return _returns_direct(delta, dones, gamma * lam)
 
 
-def _gae_variant(use_lam=True, reset=True, td_only=False):
+def _gae_variant(use_lam=True, reset=True, td_only=False, zero_at_ends=False):
     def wrong(rewards, values, next_values, dones, gamma, lam):
+        if zero_at_ends:
+            next_values = np.where(dones, 0.0, next_values)
         delta = rewards + gamma * next_values - values
         if td_only:
             return delta
@@ -274,6 +293,12 @@ GAE_MISTAKES = [
         "that is GAE with lam = 0; accumulate the later TD errors too, backwards from the end.",
     ),
     Mistake(
+        "set the next value to 0 at every episode end, truncations too",
+        _gae_variant(zero_at_ends=True),
+        "next_values already holds 0 where an episode terminated; where it was truncated (a time "
+        "limit) it holds the critic's value of the final state, which must be bootstrapped.",
+    ),
+    Mistake(
         "returns minus values (Monte Carlo, lam = 1 with no critic in between)",
         lambda r, v, nv, d, g, lam: _returns_direct(r, d, g) - v,
         "GAE uses the critic at every step through the TD errors delta_t = r_t + gamma V(s_{t+1}) "
@@ -288,7 +313,8 @@ GAE = Exercise("gae", _gae_cases, _gae_direct, GAE_MISTAKES)
 def check_gae(fn: Callable[..., np.ndarray]) -> CheckReport:
     """Check ``fn(rewards, values, next_values, dones, gamma, lam) -> advantages``, all ``(T,)``.
 
-    ``next_values[t]`` is V(s_{t+1}), already 0 where the episode terminated at t.
+    ``next_values[t]`` is V(s'_{t+1}), already 0 where the episode terminated at t, the critic's
+    value of the final state where it was truncated.
     """
     return GAE.check(fn)
 

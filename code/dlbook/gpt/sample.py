@@ -34,22 +34,27 @@ def _check_temperature(temperature: float) -> None:
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest logits of each row, set the others to ``-inf``.
+    """Keep exactly the ``k`` largest logits of each row, set the others to ``-inf``.
+
+    Ties are broken by index: among equal logits the lower token id ranks first (a stable sort),
+    so exactly ``k`` entries of each row are kept and the entropy after softmax is at most
+    ``ln k``, ties or not.
 
     Args:
         logits: ``(..., V)``.
         k: ``1 <= k <= V``.
 
     Returns:
-        ``(..., V)``; ties with the ``k``-th largest value are kept.
+        ``(..., V)`` with all but ``k`` entries of each row set to ``-inf``.
 
     Derived in: Chapter 3, *Sampling*.
     """
     V = logits.shape[-1]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= V:
         raise ValueError(f"top_k must be an integer in [1, {V}] (the vocabulary size), got {k!r}")
-    kth = torch.topk(logits, int(k), dim=-1).values[..., -1:]  # (..., 1)
-    return logits.masked_fill(logits < kth, float("-inf"))
+    order = torch.sort(logits, dim=-1, descending=True, stable=True).indices[..., : int(k)]
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, True)
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
@@ -70,7 +75,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {p}")
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)  # ties: by id
     probs = torch.softmax(sorted_logits.float(), dim=-1)
     mass_before = torch.cumsum(probs, dim=-1) - probs  # probability ranked strictly above
     remove_sorted = mass_before >= p

@@ -13,7 +13,10 @@ The state is ``(x, x_dot, theta, theta_dot)``: cart position and velocity, pole 
 
 then one explicit Euler step of ``tau = 0.02`` s. An episode terminates when ``|x| > 2.4`` or
 ``|theta| > 12 degrees`` and is truncated after 500 steps; every step, the last included, earns
-reward 1. Finished environments start a new episode at once (auto-reset), and the terminal
+reward 1. As in gymnasium, whose ``TimeLimit`` wrapper sets ``truncated`` once the step count
+reaches the limit whatever the episode did, an episode that falls at step 500 is both terminated
+and truncated; a learner must let ``terminated`` decide whether to bootstrap. Finished
+environments start a new episode at once (auto-reset), and the terminal
 observation is kept in ``final_obs``.
 
 Derived in: Chapter 5, *CartPole*.
@@ -101,7 +104,7 @@ def _advance(
     s = _euler_step(s, action, c)
     steps = steps + 1
     terminated = (s[:, 0].abs() > X_THRESHOLD) | (s[:, 2].abs() > THETA_THRESHOLD)
-    truncated = (steps >= max_steps) & ~terminated
+    truncated = steps >= max_steps  # as gymnasium's TimeLimit: also where it also terminated
     return s, steps, terminated, truncated
 
 

@@ -18,7 +18,7 @@ from dlbook.rl.pg import ActorCritic, evaluate_policy, gae
 from dlbook.runtime import resolve_device, rng_scope
 from dlbook.train import History, Run, StopTraining, check_progress, train_loop
 
-__all__ = ["PPOConfig", "ppo_clip_loss", "train_ppo"]
+__all__ = ["PPOConfig", "explained_variance", "ppo_clip_loss", "ppo_diagnostics", "train_ppo"]
 
 # ------------------------------------------------------------------------- the clipped objective
 
@@ -45,6 +45,51 @@ def ppo_clip_loss(
     return -torch.min(unclipped, clipped).mean()
 
 
+def ppo_diagnostics(
+    logp_new: torch.Tensor, logp_old: torch.Tensor, clip: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two numbers PPO implementations monitor during an update, for ``(B,)`` log-probabilities.
+
+    Returns ``(clip_fraction, approx_kl)``, two scalars: the fraction of samples whose ratio
+    ``r = exp(logp_new - logp_old)`` lies outside ``[1 - clip, 1 + clip]``, and the estimate
+    ``mean((r - 1) - log r)`` of ``KL(pi_old || pi_new)`` (unbiased for samples drawn from
+    ``pi_old``, and never negative; CleanRL's ``approx_kl``).
+
+    Derived in: Chapter 5, *PPO's clipped objective*.
+    """
+    if logp_new.shape != logp_old.shape:
+        raise ValueError(
+            f"logp_new {tuple(logp_new.shape)} and logp_old {tuple(logp_old.shape)} must have "
+            "the same shape"
+        )
+    if not 0.0 < clip < 1.0:
+        raise ValueError(f"clip must be in (0, 1), got {clip}")
+    log_ratio = logp_new - logp_old
+    ratio = log_ratio.exp()
+    clip_fraction = ((ratio - 1.0).abs() > clip).to(ratio.dtype).mean()
+    return clip_fraction, ((ratio - 1.0) - log_ratio).mean()
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """``1 - Var[target - predicted] / Var[target]`` for ``(B,)`` tensors (NaN if Var[target] = 0).
+
+    1 when the critic predicts its targets exactly, 0 when it does no better than their mean,
+    negative when it does worse. PPO reports it for the values ``V(s_t)`` of the rollout against
+    the GAE targets ``R_t`` (CleanRL's ``explained_variance``).
+
+    Derived in: Chapter 5, *PPO's clipped objective*.
+    """
+    if predicted.shape != target.shape or predicted.dim() != 1:
+        raise ValueError(
+            f"predicted {tuple(predicted.shape)} and target {tuple(target.shape)} must be two "
+            "1-d tensors of the same shape"
+        )
+    var = target.var(unbiased=False)
+    if var == 0:
+        return float("nan")
+    return float(1.0 - (target - predicted).var(unbiased=False) / var)
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -54,9 +99,12 @@ class PPOConfig:
 
     One iteration collects ``num_steps`` steps from each of ``num_envs`` environments
     (``batch_size`` steps) and runs ``update_epochs`` passes over them in ``num_minibatches``
-    minibatches. The defaults are ours, tuned for :class:`CartPole` (CleanRL's: 4 environments,
-    ``learning_rate=2.5e-4``, ``ent_coef=0.01``); like CleanRL's ``clip_vloss=False``, the value
-    loss is not clipped, and there is no ``target_kl``.
+    minibatches. Where the defaults differ from CleanRL's ``ppo.py`` they are ours, tuned for a
+    fast CPU run on :class:`CartPole`: ``learning_rate=1e-3`` (CleanRL: 2.5e-4), ``num_envs=32``
+    (CleanRL: 4), ``ent_coef=0.0`` (CleanRL: 0.01), no value-loss clipping (CleanRL:
+    ``clip_vloss=True``), and ``bootstrap_truncated=True`` (CleanRL's ``ppo.py`` treats a time-limit
+    cut-off as a termination, which is ``bootstrap_truncated=False``). There is no ``target_kl``
+    (CleanRL's default is ``None`` too).
 
     Derived in: Chapter 5, *PPO's clipped objective*.
     """
@@ -76,6 +124,8 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: int = 64  # ours: the width of the actor's and the critic's two hidden layers
+    # ours: bootstrap V(s') where an episode was truncated (False: treat truncation as termination)
+    bootstrap_truncated: bool = True
 
     def __post_init__(self) -> None:
         if min(self.num_envs, self.num_steps, self.num_minibatches, self.update_epochs) < 1:
@@ -136,7 +186,12 @@ def train_ppo(
     Returns:
         A :class:`~dlbook.train.Run`: ``model`` the :class:`ActorCritic`; ``history`` is indexed
         by environment steps: ``"return"`` is the mean return of the episodes that ended in each
-        iteration, ``"eval"`` and ``"seconds"`` the evaluations.
+        iteration, ``"eval"`` and ``"seconds"`` the evaluations; ``"clipfrac"``, ``"approx_kl"``
+        and ``"entropy"`` are averages over the iteration's minibatch steps (see
+        :func:`ppo_diagnostics`; the entropy of the policy in nats), and
+        ``"explained_variance"`` that of the rollout's values against their GAE targets (see
+        :func:`explained_variance`); ``"cut_offs"`` counts the episodes that the time limit
+        ended in the iteration (truncated, not terminated).
 
     Derived in: Chapter 5, *Generalised advantage estimation* and *PPO's clipped objective*.
     """
@@ -171,6 +226,7 @@ def train_ppo(
                 opt.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - it / iterations)
             # 1. collect T steps in each of the N environments
             finished: list[torch.Tensor] = []
+            cut_offs = torch.zeros((), device=device)  # episodes ended by the time limit alone
             with torch.no_grad():
                 for t in range(T):
                     dist = agent.dist(obs)
@@ -180,20 +236,24 @@ def train_ppo(
                     obs, reward, term, trunc = env.step(action)
                     done = term | trunc
                     rew_buf[t], term_buf[t], done_buf[t] = reward, term, done
+                    cut_offs += (trunc & ~term).sum()
                     # the value of the state reached: of the final observation if it ended
                     nextval_buf[t] = agent.value(torch.where(done[:, None], env.final_obs, obs))
                     ep_return += reward
                     if bool(done.any()):
                         finished.append(ep_return[done].clone())
                         ep_return = torch.where(done, torch.zeros_like(ep_return), ep_return)
-                # 2. advantages by GAE, value targets
+                # 2. advantages by GAE, value targets; without bootstrapping at a time limit, every
+                # episode end counts as terminal (CleanRL's ppo.py)
+                stop = term_buf if cfg.bootstrap_truncated else done_buf
                 adv, ret = gae(
-                    rew_buf, val_buf, nextval_buf, term_buf, done_buf, cfg.gamma, cfg.gae_lambda
+                    rew_buf, val_buf, nextval_buf, stop, done_buf, cfg.gamma, cfg.gae_lambda
                 )
             # 3. update_epochs passes of minibatch steps on the clipped objective
             b_obs = obs_buf.reshape(batch, env.observation_size)
             b_act, b_logp = act_buf.reshape(batch), logp_buf.reshape(batch)
             b_adv, b_ret = adv.reshape(batch), ret.reshape(batch)
+            clipped, kls, entropies = [], [], []
             for _ in range(cfg.update_epochs):
                 perm = torch.randperm(batch, device=device)
                 for k in range(0, batch, cfg.minibatch_size):
@@ -202,11 +262,16 @@ def train_ppo(
                     a = b_adv[idx]
                     if cfg.norm_adv:
                         a = (a - a.mean()) / (a.std() + 1e-8)
-                    pg_loss = ppo_clip_loss(
-                        dist.log_prob(b_act[idx]), b_logp[idx], a, cfg.clip_coef
-                    )
+                    logp_new = dist.log_prob(b_act[idx])
+                    pg_loss = ppo_clip_loss(logp_new, b_logp[idx], a, cfg.clip_coef)
                     v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * dist.entropy().mean()
+                    entropy = dist.entropy().mean()
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                    with torch.no_grad():
+                        f, k = ppo_diagnostics(logp_new, b_logp[idx], cfg.clip_coef)
+                        clipped.append(f)
+                        kls.append(k)
+                        entropies.append(entropy.detach())
                     opt.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
@@ -215,6 +280,14 @@ def train_ppo(
             steps = (it + 1) * batch
             if finished:
                 history.log(steps, **{"return": float(torch.cat(finished).mean())})
+            history.log(
+                steps,
+                clipfrac=float(torch.stack(clipped).mean()),
+                approx_kl=float(torch.stack(kls).mean()),
+                entropy=float(torch.stack(entropies).mean()),
+                explained_variance=explained_variance(val_buf.reshape(batch), b_ret),
+                cut_offs=float(cut_offs),
+            )
             if eval_every and ((it + 1) % eval_every == 0 or it == iterations - 1):
                 score = evaluate_policy(
                     lambda o: agent.act(o, greedy=True),
