@@ -364,7 +364,10 @@ def train_dqn(
 
 
 def baird_counterexample(gamma: float = 0.99) -> tuple[MDP, np.ndarray, np.ndarray, np.ndarray]:
-    """Baird's (1995) star counterexample, as in Sutton and Barto (2018), Example 11.1.
+    """Baird's (1995) star counterexample, in Sutton and Barto (2018), Section 11.2 (Figure 11.1).
+
+    Their Figure 11.2 shows semi-gradient TD(0) and DP diverging on it. (Their Example 11.1 is
+    another counterexample, Tsitsiklis and Van Roy's.)
 
     Seven states, two actions: *dashed* (0) moves to one of the six upper states uniformly, *solid*
     (1) to the seventh state; every reward is 0, so the true values are all 0. State ``i < 6``

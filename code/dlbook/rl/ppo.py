@@ -186,9 +186,12 @@ def train_ppo(
     Returns:
         A :class:`~dlbook.train.Run`: ``model`` the :class:`ActorCritic`; ``history`` is indexed
         by environment steps: ``"return"`` is the mean return of the episodes that ended in each
-        iteration, ``"eval"`` and ``"seconds"`` the evaluations; ``"clipfrac"``, ``"approx_kl"``
-        and ``"entropy"`` are averages over the iteration's minibatch steps (see
-        :func:`ppo_diagnostics`; the entropy of the policy in nats), and
+        iteration, ``"eval"`` and ``"seconds"`` the evaluations; ``"clipfrac"``, ``"approx_kl"``,
+        ``"kl"`` and ``"entropy"`` are averages over the iteration's minibatch steps (see
+        :func:`ppo_diagnostics`; ``"kl"`` is the exact ``KL(pi_old || pi_new)`` between the two
+        categorical policies on the minibatch's states, by ``torch.distributions.kl_divergence``,
+        which ``"approx_kl"`` estimates from the actions taken; the entropy of the policy in
+        nats), and
         ``"explained_variance"`` that of the rollout's values against their GAE targets (see
         :func:`explained_variance`); ``"cut_offs"`` counts the episodes that the time limit
         ended in the iteration (truncated, not terminated).
@@ -211,6 +214,7 @@ def train_ppo(
         # the rollout's storage: (T, N, ...) tensors, filled anew in every iteration
         obs_buf = torch.zeros(T, N, env.observation_size, device=device)
         act_buf = torch.zeros(T, N, dtype=torch.long, device=device)
+        logits_buf = torch.zeros(T, N, env.num_actions, device=device)  # of the rollout's policy
         logp_buf, rew_buf, val_buf, nextval_buf = (
             torch.zeros(T, N, device=device) for _ in range(4)
         )
@@ -231,7 +235,7 @@ def train_ppo(
                 for t in range(T):
                     dist = agent.dist(obs)
                     action = dist.sample()
-                    obs_buf[t], act_buf[t] = obs, action
+                    obs_buf[t], act_buf[t], logits_buf[t] = obs, action, dist.logits
                     logp_buf[t], val_buf[t] = dist.log_prob(action), agent.value(obs)
                     obs, reward, term, trunc = env.step(action)
                     done = term | trunc
@@ -253,11 +257,12 @@ def train_ppo(
             b_obs = obs_buf.reshape(batch, env.observation_size)
             b_act, b_logp = act_buf.reshape(batch), logp_buf.reshape(batch)
             b_adv, b_ret = adv.reshape(batch), ret.reshape(batch)
-            clipped, kls, entropies = [], [], []
+            b_logits = logits_buf.reshape(batch, env.num_actions)
+            clipped, kls, exact_kls, entropies = [], [], [], []
             for _ in range(cfg.update_epochs):
                 perm = torch.randperm(batch, device=device)
-                for k in range(0, batch, cfg.minibatch_size):
-                    idx = perm[k : k + cfg.minibatch_size]
+                for start_mb in range(0, batch, cfg.minibatch_size):
+                    idx = perm[start_mb : start_mb + cfg.minibatch_size]
                     dist = agent.dist(b_obs[idx])
                     a = b_adv[idx]
                     if cfg.norm_adv:
@@ -268,9 +273,11 @@ def train_ppo(
                     entropy = dist.entropy().mean()
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
                     with torch.no_grad():
-                        f, k = ppo_diagnostics(logp_new, b_logp[idx], cfg.clip_coef)
-                        clipped.append(f)
-                        kls.append(k)
+                        frac, approx_kl = ppo_diagnostics(logp_new, b_logp[idx], cfg.clip_coef)
+                        old = torch.distributions.Categorical(logits=b_logits[idx])
+                        clipped.append(frac)
+                        kls.append(approx_kl)
+                        exact_kls.append(torch.distributions.kl_divergence(old, dist).mean())
                         entropies.append(entropy.detach())
                     opt.zero_grad()
                     loss.backward()
@@ -284,6 +291,7 @@ def train_ppo(
                 steps,
                 clipfrac=float(torch.stack(clipped).mean()),
                 approx_kl=float(torch.stack(kls).mean()),
+                kl=float(torch.stack(exact_kls).mean()),
                 entropy=float(torch.stack(entropies).mean()),
                 explained_variance=explained_variance(val_buf.reshape(batch), b_ret),
                 cut_offs=float(cut_offs),
